@@ -1,0 +1,411 @@
+"""The ``custody`` command: one thin function per subcommand.
+
+Exit codes everywhere: 0 success / verified / clean, 1 refused, 2 usage or operational error.
+Heavy modules are imported inside the commands, so ``custody --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import click
+import typer
+
+from custody import __version__
+from custody import _render as render
+from custody.errors import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, CustodyError, UsageError
+
+if TYPE_CHECKING:
+    from custody.provenance.ledger.store import Ledger
+    from custody.provenance.workspace import Workspace
+
+app = typer.Typer(
+    name="custody",
+    help="Hash, scan, sign, record and verify ML datasets and model files.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+_state: dict[str, Any] = {"ledger": None, "json": False}
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Write the report as JSON to stdout.")]
+SymlinkOpt = Annotated[
+    bool, typer.Option("--allow-symlinks", help="Follow symlinks that stay inside the artifact.")
+]
+
+
+@app.callback()
+def _global(
+    ledger: Annotated[
+        str | None,
+        typer.Option("--ledger", metavar="URL",
+                     help="Ledger database URL or path (else $CUSTODY_LEDGER, else the nearest "
+                     ".custody/ upward)."),
+    ] = None,
+    as_json: JsonOpt = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"custody {__version__}")
+        raise typer.Exit(EXIT_OK)
+    _state["ledger"] = ledger
+    _state["json"] = as_json
+
+
+def _json(flag: bool) -> bool:
+    return flag or bool(_state["json"])
+
+
+def _workspace(ledger: str | None = None) -> Workspace:
+    from custody.provenance.workspace import resolve
+
+    return resolve(ledger or _state["ledger"])
+
+
+def _open_ledger(workspace: Workspace) -> Ledger:
+    from custody.provenance.ledger.store import Ledger
+
+    return Ledger.open(workspace.ledger_url)
+
+
+def _threshold(text: str) -> Any:
+    from custody.validators.findings import Severity
+
+    try:
+        return Severity.parse(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@app.command()
+def init(
+    ledger: Annotated[str | None, typer.Option("--ledger", metavar="URL",
+                                               help="Use this database instead of SQLite.")] = None,
+    directory: Annotated[Path, typer.Option("--dir", help="Where to create .custody/.")] = Path(),
+    as_json: JsonOpt = False,
+) -> None:
+    """Create .custody/ here: config, signing key and ledger (SQLite unless --ledger)."""
+    from custody.provenance.ledger.engine import redact
+    from custody.provenance.workspace import init_workspace
+
+    ws = init_workspace(directory, ledger=ledger or _state["ledger"])
+    data = {"home": str(ws.home), "ledger": redact(ws.ledger_url),
+            "signing_key": str(ws.signing_key), "trusted_keys": [str(p) for p in ws.trusted_keys]}
+    if _json(as_json):
+        render.emit_json(data)
+    else:
+        render.err().print(f"initialised {render.esc(ws.home)}\n  ledger: "
+                           f"{render.esc(data['ledger'])}\n  signing key: "
+                           f"{render.esc(ws.signing_key)}")
+
+
+@app.command()
+def keygen(
+    out: Annotated[Path, typer.Option("--out", metavar="PREFIX",
+                                      help="Write PREFIX.key (mode 0600) and PREFIX.pub.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate an EC P-256 signing key pair."""
+    from custody.signing.keys import generate_key_pair, key_hint, load_public_key
+
+    key_path, pub_path = generate_key_pair(out, overwrite=force)
+    hint = key_hint(load_public_key(pub_path))
+    if _json(as_json):
+        render.emit_json({"private_key": str(key_path), "public_key": str(pub_path),
+                          "hint": hint})
+    else:
+        render.err().print(f"wrote {render.esc(key_path)} (private, 0600) and "
+                           f"{render.esc(pub_path)}\n  key hint: {hint}")
+
+
+@app.command("hash")
+def hash_cmd(
+    path: Annotated[Path, typer.Argument(help="A file or directory.")],
+    allow_symlinks: SymlinkOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the manifest of PATH: per-file relpath, size, sha256, and the root digest."""
+    from custody.provenance.hashing import hash_path
+
+    with render.progress("hashing", _size_hint(path), enabled=not _json(as_json)) as tick:
+        manifest = hash_path(path, allow_symlinks=allow_symlinks, progress=tick)
+    if _json(as_json):
+        render.emit_json(manifest.to_json())
+    else:
+        render.manifest_table(manifest)
+
+
+@app.command()
+def scan(
+    path: Annotated[Path, typer.Argument(help="A file or directory to scan.")],
+    threshold: Annotated[str, typer.Option(help="Lowest severity that refuses.")] = "medium",
+    allow_symlinks: SymlinkOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Scan PATH for dangerous content without loading it (exit 1 on a finding)."""
+    from custody.provenance.hashing import iter_files
+    from custody.validators.scan import scan_files
+
+    files = [(p, rel, p.stat().st_size) for p, rel in iter_files(path,
+                                                                 allow_symlinks=allow_symlinks)]
+    report = scan_files(str(path), files, threshold=_threshold(threshold))
+    if _json(as_json):
+        render.emit_json(report.to_json())
+    else:
+        render.scan_table(report)
+    if report.refused:
+        raise typer.Exit(EXIT_REFUSED)
+
+
+@app.command("record")
+def record_cmd(
+    path: Annotated[Path, typer.Argument(help="The dataset or model file or directory.")],
+    name: Annotated[str, typer.Option("--name", help="Artifact name; versions are 1, 2, 3...")],
+    kind: Annotated[str, typer.Option("--kind", help="dataset or model.")],
+    inputs: Annotated[list[str] | None, typer.Option(
+        "--input", metavar="REF", help="Input it was made from: NAME@VERSION, NAME or "
+        "sha256:HEX (repeatable).")] = None,
+    activity: Annotated[str, typer.Option(
+        help="trained_on, derived_from, evaluated_on or converted_from.")] = "trained_on",
+    key: Annotated[Path | None, typer.Option("--key", help="EC private key (PEM).")] = None,
+    threshold: Annotated[str, typer.Option(help="Lowest severity that refuses.")] = "medium",
+    allow_flagged: Annotated[bool, typer.Option(
+        "--allow-flagged", help="Record even if the scan flags it (verify will refuse it).")
+    ] = False,
+    bundle_out: Annotated[Path | None, typer.Option(
+        "--bundle-out", help="Also write the Sigstore bundle to this sidecar file.")] = None,
+    allow_symlinks: SymlinkOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hash, scan, sign and append PATH to the ledger; print NAME@VERSION and the digest."""
+    from custody.provenance.record import record
+    from custody.signing.key_signer import ECKeySigner
+    from custody.signing.keys import load_private_key
+
+    ws = _workspace()
+    key_path = key or ws.signing_key
+    if key_path is None:
+        raise UsageError("no signing key", hint="pass --key FILE or run `custody init`")
+    signer = ECKeySigner(load_private_key(key_path))
+    ledger = _open_ledger(ws)
+    try:
+        with render.progress("hashing", _size_hint(path), enabled=not _json(as_json)) as tick:
+            result = record(path, name=name, kind=kind, ledger=ledger, signer=signer,
+                            inputs=inputs or [], activity=activity,
+                            threshold=_threshold(threshold), allow_flagged=allow_flagged,
+                            allow_symlinks=allow_symlinks, progress=tick,
+                            tool_version=__version__)
+    finally:
+        ledger.close()
+    if bundle_out is not None:
+        bundle_out.write_text(result.bundle, encoding="utf-8")
+    if _json(as_json):
+        render.emit_json(result.to_json())
+    else:
+        render.out().print(f"{result.version.ref} {result.manifest.ref}", markup=False)
+        render.err().print(f"[dim]scan: {result.scan.verdict.value}; signed by "
+                           f"{result.version.signer}; ledger entry #{result.version.entry_idx}[/]")
+
+
+@app.command("verify")
+def verify_cmd(
+    path: Annotated[Path, typer.Argument(help="The file or directory about to be used.")],
+    name: Annotated[str | None, typer.Option("--name", help="Expected artifact name.")] = None,
+    keys: Annotated[list[Path] | None, typer.Option(
+        "--key", metavar="PUB", help="Trusted public key (repeatable; default: the workspace's "
+        "trusted_keys).")] = None,
+    bundle: Annotated[Path | None, typer.Option(
+        "--bundle", help="Verify against this sidecar bundle instead of the ledger.")] = None,
+    threshold: Annotated[str, typer.Option(help="Lowest severity that refuses.")] = "medium",
+    allow_symlinks: SymlinkOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-hash PATH and check its record, signature, scan and upstream chain (exit 1 refused)."""
+    from custody.provenance.policy import Policy
+
+    ws = None
+    if not keys or bundle is None:
+        ws = _workspace()
+    trusted = keys or (list(ws.trusted_keys) if ws else [])
+    policy = Policy.from_key_files(trusted, scan_threshold=_threshold(threshold))
+    with render.progress("hashing", _size_hint(path), enabled=not _json(as_json)) as tick:
+        if bundle is not None:
+            from custody.provenance.verify import verify_bundle_file
+
+            text = _read_text(bundle)
+            report = verify_bundle_file(path, text, policy, source=str(bundle),
+                                        allow_symlinks=allow_symlinks)
+        else:
+            from custody.provenance.verify import verify
+
+            assert ws is not None  # noqa: S101 - resolved above whenever bundle is None
+            ledger = _open_ledger(ws)
+            try:
+                report = verify(path, policy, ledger=ledger, name=name,
+                                allow_symlinks=allow_symlinks, progress=tick)
+            finally:
+                ledger.close()
+    if _json(as_json):
+        render.emit_json({"ok": True, **report.to_json()})
+    else:
+        a = report.artifact
+        render.out().print(f"[green]VERIFIED[/] {render.esc(path)}: {a.ref} "
+                           f"{report.manifest.ref}")
+        render.err().print(f"  signer: {a.signer}\n  scan: {report.scan.verdict.value}\n"
+                           f"  upstream: {len(report.chain)} record(s) verified"
+                           + "".join(f"\n    {n.ref} ({n.kind}, depth {n.depth}) signed by "
+                                     f"{n.signer[:28]}…" for n in report.chain))
+
+
+@app.command("lineage")
+def lineage_cmd(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION, NAME (latest) or sha256:HEX.")],
+    upstream: Annotated[bool, typer.Option(
+        "--upstream/--downstream", help="Walk inputs (default) or what was made from it.")
+    ] = True,
+    depth: Annotated[int, typer.Option(min=1, max=1000, help="Maximum hops.")] = 10,
+    fmt: Annotated[render.LineageFormat, typer.Option("--format")] = render.LineageFormat.TABLE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what REF was made from (upstream) or what was made from it (downstream)."""
+    from custody.provenance.lineage import lineage
+
+    ledger = _open_ledger(_workspace())
+    try:
+        graph = lineage(ledger, ref, upstream=upstream, depth=depth)
+    finally:
+        ledger.close()
+    render.lineage_render(graph, render.LineageFormat.JSON if _json(as_json) else fmt)
+
+
+@app.command("list")
+def list_cmd(
+    name: Annotated[str | None, typer.Argument(help="Only versions of this artifact.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List recorded artifact versions."""
+    ledger = _open_ledger(_workspace())
+    try:
+        rows = ledger.list_versions(name)
+    finally:
+        ledger.close()
+    if _json(as_json):
+        render.emit_json([r.model_dump(mode="json") | {"ref": r.ref} for r in rows])
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in ("ref", "kind", "digest", "files", "scan", "signer", "recorded"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.ref, r.kind, f"{r.digest_algorithm}:{r.digest[:16]}…", str(r.file_count),
+                      r.scan_verdict, r.signer[:28], r.recorded_at.isoformat(timespec="seconds"))
+    render.out().print(table)
+
+
+@app.command("bundle")
+def bundle_cmd(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION, NAME (latest) or sha256:HEX.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")
+                   ] = None,
+) -> None:
+    """Export the Sigstore bundle recorded for REF (a sidecar for `verify --bundle`)."""
+    ledger = _open_ledger(_workspace())
+    try:
+        stored = ledger.stored_record(ledger.resolve(ref))
+    finally:
+        ledger.close()
+    if out is None:
+        sys.stdout.write(stored.bundle)
+    else:
+        out.write_text(stored.bundle, encoding="utf-8")
+        render.err().print(f"wrote the bundle of {stored.version.ref} to {render.esc(out)}")
+
+
+@app.command()
+def quickstart(
+    directory: Annotated[Path, typer.Option("--dir", help="Folder to work in.")] = Path(),
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the whole flow on the bundled sample data: record, verify, lineage, refusals."""
+    from custody.provenance.quickstart import run_quickstart
+
+    console = render.err()
+    step = [0]
+
+    def say(text: str) -> None:
+        step[0] += 1
+        console.print(f"[bold cyan]{step[0]:>2}.[/] {render.esc(text)}")
+
+    result = run_quickstart(directory, say, version=__version__)
+    if not _json(as_json):
+        say("upstream lineage of the model:")
+        render.lineage_render(result.graph, render.LineageFormat.TABLE)
+    for exc in result.refusals:
+        say("refused, as it should be:")
+        render.error(exc, as_json=False)
+    expected = 2
+    if _json(as_json):
+        render.emit_json({
+            "ok": len(result.refusals) == expected,
+            "dataset": result.dataset.to_json(),
+            "model": result.model.to_json(),
+            "verified": result.verified.to_json(),
+            "lineage": result.graph.to_json(),
+            "refusals": [e.diagnostic() for e in result.refusals],
+        })
+    if len(result.refusals) != expected:
+        console.print("[bold red]quickstart: a tampered or malicious file was NOT refused[/]")
+        raise typer.Exit(EXIT_REFUSED)
+    console.print("[bold green]quickstart complete[/]: the model and its training data verify; "
+                  "tampered and malicious files are refused.")
+
+
+def _size_hint(path: Path) -> int | None:
+    try:
+        return path.stat().st_size if path.is_file() else None
+    except OSError:
+        return None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}", subject=str(path)) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app and map outcomes to exit codes 0 / 1 / 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except CustodyError as exc:
+        render.error(exc, as_json=bool(_state["json"]) or "--json" in (argv or sys.argv))
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        render.err().print("aborted")
+        return EXIT_ERROR
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_ERROR
+    except Exception:  # noqa: BLE001 - a crash must not exit 1, which means "refused"
+        import traceback
+
+        traceback.print_exc()
+        render.err().print("[red]internal error[/]: this is a bug in Custody; please report it "
+                           "with the traceback above")
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The Custody record statement: what is signed for every recorded artifact version.
+
+Subject: the artifact's root digest under ``sha256`` (for a directory, the SHA-256 of its
+canonical manifest, ``sha256-manifest-v1``). Predicate ``https://custody.dev/artifact-record/v1``:
+the artifact's name, kind and version, the full manifest (OMS-compatible resources), the scan
+summary, and the inputs it was made from (name, version, digest, activity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from custody.errors import VerificationError
+from custody.provenance.manifest import Manifest
+from custody.signing.statement import CUSTODY_PREDICATE, Statement, Subject
+
+
+@dataclass(frozen=True)
+class RecordedInput:
+    name: str
+    version: int
+    algorithm: str
+    digest: str
+    activity: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "digest": {"algorithm": self.algorithm, "value": self.digest},
+            "activity": self.activity,
+        }
+
+
+@dataclass(frozen=True)
+class RecordClaims:
+    """The predicate's content, parsed and type-checked."""
+
+    name: str
+    kind: str
+    version: int
+    manifest: Manifest
+    inputs: tuple[RecordedInput, ...]
+    scan: dict[str, Any]
+    recorded_at: str
+
+
+def build_statement(
+    *,
+    name: str,
+    kind: str,
+    version: int,
+    manifest: Manifest,
+    inputs: list[RecordedInput],
+    scan_summary: dict[str, Any],
+    recorded_at: datetime,
+    tool_version: str,
+) -> Statement:
+    predicate = {
+        "artifact": {"name": name, "kind": kind, "version": version},
+        "manifest": manifest.to_json(),
+        "inputs": [i.to_json() for i in inputs],
+        "scan": scan_summary,
+        "recordedAt": recorded_at.isoformat(timespec="seconds"),
+        "recorder": {"name": "custody", "version": tool_version},
+    }
+    return Statement(
+        subjects=(Subject(name=name, digest={"sha256": manifest.digest}),),
+        predicate_type=CUSTODY_PREDICATE,
+        predicate=predicate,
+    )
+
+
+def parse_claims(statement: Statement, *, source: str) -> RecordClaims:
+    data = statement.custody_predicate()
+    try:
+        artifact = data["artifact"]
+        manifest = Manifest.from_json(data["manifest"])
+        inputs = tuple(
+            RecordedInput(
+                name=str(i["name"]),
+                version=int(i["version"]),
+                algorithm=str(i["digest"]["algorithm"]),
+                digest=str(i["digest"]["value"]),
+                activity=str(i["activity"]),
+            )
+            for i in data["inputs"]
+        )
+        claims = RecordClaims(
+            name=str(artifact["name"]),
+            kind=str(artifact["kind"]),
+            version=int(artifact["version"]),
+            manifest=manifest,
+            inputs=inputs,
+            scan=dict(data["scan"]),
+            recorded_at=str(data["recordedAt"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VerificationError(
+            f"{source}: the signed record is malformed (field {exc})",
+            rule="statement.malformed",
+            subject=source,
+        ) from None
+    subject_digests = [s.digest.get("sha256") for s in statement.subjects]
+    if subject_digests != [manifest.digest]:
+        raise VerificationError(
+            f"{source}: the statement's subject digest does not match its own manifest",
+            rule="statement.inconsistent",
+            subject=source,
+        )
+    return claims

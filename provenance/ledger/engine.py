@@ -1,0 +1,125 @@
+"""Database engines for the ledger: SQLite (embedded default, WAL) and PostgreSQL.
+
+Appends are serialised so that leaf indices stay gapless: on SQLite a write transaction starts
+with ``BEGIN IMMEDIATE`` (the database write lock is taken before the head is read); on
+PostgreSQL a transaction-scoped advisory lock is taken first. Reads use ordinary transactions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlmodel import Session
+
+from custody.errors import LedgerError
+
+WRITE_OPTION = "custody_write"
+_PG_LOCK_KEY = 0x637573746F6479  # "custody"
+
+
+def make_engine(url: str, *, must_exist: bool = True) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise LedgerError(
+            f"{url!r} is not a database URL",
+            hint="use sqlite:///path/ledger.db or postgresql+psycopg://user@host/db",
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        db = parsed.database or ""
+        if must_exist and db not in ("", ":memory:") and not Path(db).is_file():
+            raise LedgerError(
+                f"no ledger database at {db}",
+                hint="run `custody init` first, or check --ledger / $CUSTODY_LEDGER",
+                subject=db,
+            )
+        engine = create_engine(url, connect_args={"timeout": 60})
+        _configure_sqlite(engine)
+        return engine
+    if backend == "postgresql":
+        try:
+            engine = create_engine(url, pool_pre_ping=True)
+        except NoSuchModuleError as exc:
+            raise LedgerError(f"PostgreSQL driver missing: {exc}",
+                              hint="pip install 'psycopg[binary]'") from None
+        _configure_postgres(engine)
+        return engine
+    raise LedgerError(f"unsupported ledger database {backend!r}",
+                      hint="Custody supports SQLite and PostgreSQL")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _configure_postgres(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        if conn.get_execution_options().get(WRITE_OPTION, False):
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+
+
+@contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """A session whose transaction holds the ledger's append lock until commit."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{WRITE_OPTION: True})
+        with Session(bind=conn) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+
+def check_schema(engine: Engine, url: str) -> None:
+    """Refuse to work on a database that is not a Custody ledger (or not a database at all)."""
+    try:
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+    except (DBAPIError, SQLAlchemyError) as exc:
+        raise LedgerError(
+            f"cannot open ledger {redact(url)}: {_reason(exc)}",
+            hint="the file may be corrupt or not a Custody ledger",
+            subject=redact(url),
+        ) from None
+    if "ledger_entries" not in tables:
+        raise LedgerError(
+            f"{redact(url)} is not a Custody ledger (no ledger_entries table)",
+            hint="run `custody init --ledger URL` to create one",
+            subject=redact(url),
+        )
+
+
+def redact(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _reason(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig if orig is not None else exc).splitlines()[0]

@@ -1,0 +1,127 @@
+"""Ledger tables (SQLModel), split the sqlmodel way: a Base with the shared fields, the table,
+and a Public model for what leaves the ledger.
+
+The source of truth is :class:`LedgerEntry`: one row per appended fact, with a gapless index
+(the future Merkle leaf index), the canonical JSON payload and its RFC 6962 leaf hash. The other
+tables are indexes over those entries, written in the same transaction, so that lookups by name,
+digest, file or lineage edge do not have to parse payloads.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+# --- ledger entries ---------------------------------------------------------------------------
+
+
+class LedgerEntryBase(SQLModel):
+    entry_type: str = Field(max_length=40)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    leaf_hash: str = Field(max_length=64)
+    created_at: datetime
+
+
+class LedgerEntry(LedgerEntryBase, table=True):
+    __tablename__ = "ledger_entries"
+
+    idx: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+
+
+# --- artifacts and their versions ---------------------------------------------------------------
+
+
+class ArtifactBase(SQLModel):
+    name: str = Field(max_length=200, unique=True, index=True)
+    kind: str = Field(max_length=20)
+
+
+class Artifact(ArtifactBase, table=True):
+    __tablename__ = "artifacts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime
+
+
+class ArtifactVersionBase(SQLModel):
+    version: int
+    digest_algorithm: str = Field(max_length=40)
+    digest: str = Field(max_length=64, index=True)
+    size: int
+    file_count: int
+    signer: str = Field(max_length=300)
+    scan_verdict: str = Field(max_length=20)
+    scan_max_severity: str | None = Field(default=None, max_length=20)
+    recorded_at: datetime
+
+
+class ArtifactVersion(ArtifactVersionBase, table=True):
+    __tablename__ = "artifact_versions"
+    __table_args__ = (UniqueConstraint("artifact_id", "version", name="uq_artifact_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    artifact_id: int = Field(foreign_key="artifacts.id", index=True)
+    entry_idx: int = Field(foreign_key="ledger_entries.idx", unique=True)
+
+
+class ArtifactVersionPublic(ArtifactVersionBase):
+    """One recorded version as shown to users and written to ``--json``."""
+
+    id: int
+    name: str
+    kind: str
+    entry_idx: int
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+# --- manifests, statements, lineage -------------------------------------------------------------
+
+
+class ManifestFileBase(SQLModel):
+    relpath: str = Field(sa_column=Column(Text, nullable=False))
+    size: int
+    sha256: str = Field(max_length=64, index=True)
+
+
+class ManifestFile(ManifestFileBase, table=True):
+    __tablename__ = "manifest_files"
+
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="artifact_versions.id", index=True)
+
+
+class SignedStatementBase(SQLModel):
+    statement: str = Field(sa_column=Column(Text, nullable=False))
+    bundle: str = Field(sa_column=Column(Text, nullable=False))
+    scan_report: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class SignedStatement(SignedStatementBase, table=True):
+    __tablename__ = "signed_statements"
+
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="artifact_versions.id", unique=True)
+
+
+class LineageEdgeBase(SQLModel):
+    activity: str = Field(max_length=40)
+
+
+class LineageEdge(LineageEdgeBase, table=True):
+    __tablename__ = "lineage_edges"
+
+    id: int | None = Field(default=None, primary_key=True)
+    input_version_id: int = Field(foreign_key="artifact_versions.id", index=True)
+    output_version_id: int = Field(foreign_key="artifact_versions.id", index=True)
+    entry_idx: int = Field(foreign_key="ledger_entries.idx", index=True)
+
+
+class LineageEdgePublic(LineageEdgeBase):
+    input_ref: str
+    output_ref: str
+    depth: int

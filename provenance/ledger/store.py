@@ -1,0 +1,324 @@
+"""The append-only ledger: record artifact versions, look them up, walk lineage edges.
+
+There is deliberately no update or delete path here. Every append writes one
+:class:`LedgerEntry` (gapless index, canonical payload, RFC 6962 leaf hash) and the index rows
+derived from it, in one transaction that holds the append lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, func
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlmodel import Session, SQLModel, col, select
+
+from custody.errors import LedgerError, NotFoundError, UsageError
+from custody.provenance.ledger.engine import check_schema, make_engine, redact, write_session
+from custody.provenance.ledger.models import (
+    Artifact,
+    ArtifactVersion,
+    ArtifactVersionPublic,
+    LedgerEntry,
+    LineageEdge,
+    ManifestFile,
+    SignedStatement,
+)
+from custody.provenance.manifest import Manifest
+from custody.signing.statement import canonical_json
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+_DIGEST_RE = re.compile(r"^(sha256(?:-manifest-v1)?):([0-9a-f]{64})$")
+KINDS = ("dataset", "model")
+ACTIVITIES = ("trained_on", "derived_from", "evaluated_on", "converted_from")
+
+
+def leaf_hash(payload: bytes) -> str:
+    """RFC 6962 leaf hash: SHA-256(0x00 || entry)."""
+    return hashlib.sha256(b"\x00" + payload).hexdigest()
+
+
+def check_name(name: str) -> str:
+    if not _NAME_RE.match(name) or "@" in name:
+        raise UsageError(
+            f"invalid artifact name {name!r}",
+            hint="use letters, digits and . _ / - (up to 200 characters), not starting with "
+            "punctuation",
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class InputLink:
+    version: ArtifactVersionPublic
+    activity: str
+
+
+@dataclass(frozen=True)
+class SignedRecord:
+    """What the record flow hands the ledger for one new version, already signed."""
+
+    statement: bytes
+    bundle: str
+    signer: str
+    scan_report: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    version: ArtifactVersionPublic
+    statement: bytes
+    bundle: str
+    scan_report: str
+
+
+class Ledger:
+    def __init__(self, engine: Engine, url: str):
+        self.engine = engine
+        self.url = url
+
+    @classmethod
+    def open(cls, url: str) -> Ledger:
+        engine = make_engine(url, must_exist=True)
+        check_schema(engine, url)
+        return cls(engine, url)
+
+    @classmethod
+    def create(cls, url: str) -> Ledger:
+        engine = make_engine(url, must_exist=False)
+        try:
+            SQLModel.metadata.create_all(engine)
+        except (DBAPIError, SQLAlchemyError) as exc:
+            raise LedgerError(f"cannot create ledger at {redact(url)}: {exc}") from None
+        return cls(engine, url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def display_url(self) -> str:
+        return redact(self.url)
+
+    # --- appending -------------------------------------------------------------------------
+
+    def append_version(
+        self,
+        *,
+        name: str,
+        kind: str,
+        manifest: Manifest,
+        inputs: Sequence[InputLink],
+        build: Callable[[int], SignedRecord],
+    ) -> ArtifactVersionPublic:
+        """Append the next version of ``name``; ``build(version)`` signs it under the lock."""
+        check_name(name)
+        now = datetime.now(UTC)
+        with write_session(self.engine) as session:
+            artifact = session.exec(select(Artifact).where(Artifact.name == name)).first()
+            if artifact is None:
+                artifact = Artifact(name=name, kind=kind, created_at=now)
+                session.add(artifact)
+                session.flush()
+            elif artifact.kind != kind:
+                raise UsageError(
+                    f"{name} is recorded as a {artifact.kind}, not a {kind}",
+                    hint=f"use --kind {artifact.kind} or another name",
+                )
+            artifact_id = _row_id(artifact.id)
+            last = session.exec(
+                select(func.max(ArtifactVersion.version)).where(
+                    ArtifactVersion.artifact_id == artifact_id
+                )
+            ).one()
+            version = (last or 0) + 1
+            signed = build(version)
+            payload = canonical_json(
+                {
+                    "type": "artifact_version",
+                    "name": name,
+                    "kind": kind,
+                    "version": version,
+                    "digest": {"algorithm": manifest.algorithm, "value": manifest.digest},
+                    "bundle": signed.bundle,
+                }
+            )
+            head = session.exec(select(func.max(LedgerEntry.idx))).one()
+            idx = 0 if head is None else head + 1
+            session.add(
+                LedgerEntry(
+                    idx=idx,
+                    entry_type="artifact_version",
+                    payload=payload.decode("utf-8"),
+                    leaf_hash=leaf_hash(payload),
+                    created_at=now,
+                )
+            )
+            session.flush()
+            row = ArtifactVersion(
+                artifact_id=artifact_id,
+                version=version,
+                digest_algorithm=manifest.algorithm,
+                digest=manifest.digest,
+                size=manifest.total_size,
+                file_count=len(manifest.files),
+                signer=signed.signer,
+                scan_verdict=str(signed.scan_report.get("verdict", "error")),
+                scan_max_severity=signed.scan_report.get("max_severity"),
+                recorded_at=now,
+                entry_idx=idx,
+            )
+            session.add(row)
+            session.flush()
+            row_id = _row_id(row.id)
+            session.add_all(
+                ManifestFile(version_id=row_id, relpath=f.relpath, size=f.size, sha256=f.sha256)
+                for f in manifest.files
+            )
+            session.add(
+                SignedStatement(
+                    version_id=row_id,
+                    statement=signed.statement.decode("utf-8"),
+                    bundle=signed.bundle,
+                    scan_report=canonical_json(signed.scan_report).decode("utf-8"),
+                )
+            )
+            session.add_all(
+                LineageEdge(
+                    input_version_id=link.version.id,
+                    output_version_id=row_id,
+                    activity=link.activity,
+                    entry_idx=idx,
+                )
+                for link in inputs
+            )
+            return _public(row, artifact)
+
+    # --- lookups ---------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> ArtifactVersionPublic:
+        """``NAME@VERSION``, ``NAME`` (latest) or ``sha256:HEX`` → one recorded version."""
+        ref = ref.strip()
+        digest = _DIGEST_RE.match(ref)
+        with self._read() as session:
+            if digest:
+                rows = self._versions(session, ArtifactVersion.digest == digest.group(2))
+                rows = [r for r in rows if r.digest_algorithm == digest.group(1)]
+                if not rows:
+                    raise NotFoundError(f"no recorded artifact has digest {ref}", subject=ref)
+                return rows[-1]
+            name, sep, number = ref.partition("@")
+            if sep and not number.isdigit():
+                raise UsageError(
+                    f"invalid reference {ref!r}",
+                    hint="use NAME, NAME@VERSION (a number) or sha256:HEX",
+                )
+            check_name(name)
+            cond = Artifact.name == name
+            if sep:
+                cond = cond & (ArtifactVersion.version == int(number))
+            rows = self._versions(session, cond)
+            if not rows:
+                what = f"{name} has no version {number}" if sep else f"no artifact named {name}"
+                raise NotFoundError(
+                    f"{what} in the ledger", hint="list artifacts with `custody lineage`",
+                    subject=ref,
+                )
+            return rows[-1]
+
+    def find_by_digest(self, algorithm: str, digest: str) -> list[ArtifactVersionPublic]:
+        with self._read() as session:
+            rows = self._versions(session, ArtifactVersion.digest == digest)
+        return [r for r in rows if r.digest_algorithm == algorithm]
+
+    def versions_sharing_files(self, sha256s: Iterable[str]) -> list[ArtifactVersionPublic]:
+        """Versions holding any of these file digests, most overlapping first (diagnostics)."""
+        wanted = list(set(sha256s))[:500]
+        with self._read() as session:
+            hits = session.exec(
+                select(ManifestFile.version_id, func.count())
+                .where(col(ManifestFile.sha256).in_(wanted))
+                .group_by(ManifestFile.version_id)
+            ).all()
+            ranked = sorted(hits, key=lambda h: (-h[1], -h[0]))[:5]
+            ids = [vid for vid, _ in ranked]
+            rows = self._versions(session, col(ArtifactVersion.id).in_(ids)) if ids else []
+        order = {vid: i for i, vid in enumerate(ids)}
+        return sorted(rows, key=lambda r: order.get(r.id, 0))
+
+    def list_versions(self, name: str | None = None) -> list[ArtifactVersionPublic]:
+        with self._read() as session:
+            cond = Artifact.name == name if name else None
+            return self._versions(session, cond)
+
+    def stored_record(self, version: ArtifactVersionPublic) -> StoredRecord:
+        with self._read() as session:
+            row = session.exec(
+                select(SignedStatement).where(SignedStatement.version_id == version.id)
+            ).first()
+        if row is None:
+            raise LedgerError(
+                f"{version.ref} has no stored statement: the ledger is incomplete",
+                hint="run `custody audit verify`",
+                subject=version.ref,
+            )
+        return StoredRecord(version, row.statement.encode("utf-8"), row.bundle, row.scan_report)
+
+    def edges(
+        self, version_ids: Sequence[int], *, upstream: bool
+    ) -> list[tuple[LineageEdge, ArtifactVersionPublic]]:
+        """Edges one hop from ``version_ids``, with the version at the other end."""
+        if not version_ids:
+            return []
+        here = LineageEdge.output_version_id if upstream else LineageEdge.input_version_id
+        there = LineageEdge.input_version_id if upstream else LineageEdge.output_version_id
+        with self._read() as session:
+            edges = session.exec(
+                select(LineageEdge).where(col(here).in_(list(version_ids)))
+                .order_by(col(LineageEdge.id))
+            ).all()
+            other_ids = sorted({getattr(e, there.key) for e in edges})
+            others = {
+                v.id: v
+                for v in self._versions(session, col(ArtifactVersion.id).in_(other_ids))
+            } if other_ids else {}
+        return [(e, others[getattr(e, there.key)]) for e in edges]
+
+    def entry_count(self) -> int:
+        with self._read() as session:
+            return int(session.exec(select(func.count()).select_from(LedgerEntry)).one())
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _read(self) -> Session:
+        return Session(self.engine)
+
+    @staticmethod
+    def _versions(session: Session, cond: Any) -> list[ArtifactVersionPublic]:
+        query = select(ArtifactVersion, Artifact).join(
+            Artifact, col(Artifact.id) == col(ArtifactVersion.artifact_id)
+        )
+        if cond is not None:
+            query = query.where(cond)
+        query = query.order_by(col(ArtifactVersion.artifact_id), col(ArtifactVersion.version))
+        try:
+            rows = session.exec(query).all()
+        except (DBAPIError, SQLAlchemyError) as exc:
+            raise LedgerError(f"ledger query failed: {exc}") from None
+        return [_public(v, a) for v, a in rows]
+
+
+def _row_id(value: int | None) -> int:
+    if value is None:  # pragma: no cover - the database assigns ids on flush
+        raise LedgerError("the database did not assign a row id")
+    return value
+
+
+def _public(row: ArtifactVersion, artifact: Artifact) -> ArtifactVersionPublic:
+    return ArtifactVersionPublic.model_validate(
+        {**row.model_dump(), "name": artifact.name, "kind": artifact.kind}
+    )

@@ -1,0 +1,143 @@
+"""record: hash → scan → sign → append. Nothing is written unless every step succeeded."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from custody.errors import ScanRefusedError, UsageError
+from custody.provenance.attestation import RecordedInput, build_statement
+from custody.provenance.hashing import ProgressCallback, hash_path
+from custody.provenance.ledger.models import ArtifactVersionPublic
+from custody.provenance.ledger.store import (
+    ACTIVITIES,
+    KINDS,
+    InputLink,
+    Ledger,
+    SignedRecord,
+    check_name,
+)
+from custody.provenance.manifest import Manifest
+from custody.signing.interface import Signer
+from custody.validators.findings import ScanReport, Severity
+from custody.validators.interface import ScanOptions
+from custody.validators.scan import scan_files
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    version: ArtifactVersionPublic
+    manifest: Manifest
+    scan: ScanReport
+    bundle: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ref": self.version.ref,
+            "name": self.version.name,
+            "version": self.version.version,
+            "kind": self.version.kind,
+            "digest": self.manifest.ref,
+            "files": len(self.manifest.files),
+            "size": self.manifest.total_size,
+            "signer": self.version.signer,
+            "ledger_index": self.version.entry_idx,
+            "scan": self.scan.summary(),
+        }
+
+
+def scan_manifest(
+    root: Path, manifest: Manifest, *, threshold: Severity, options: ScanOptions | None = None
+) -> ScanReport:
+    """Scan every file named by the manifest (``root`` is the file or directory hashed)."""
+    base = root if manifest.is_directory else root.parent
+    files = [
+        (base / f.relpath if manifest.is_directory else root, f.relpath, f.size)
+        for f in manifest.files
+    ]
+    return scan_files(str(root), files, threshold=threshold, options=options)
+
+
+def record(
+    path: Path,
+    *,
+    name: str,
+    kind: str,
+    ledger: Ledger,
+    signer: Signer,
+    inputs: Sequence[str] = (),
+    activity: str = "trained_on",
+    threshold: Severity = Severity.MEDIUM,
+    allow_flagged: bool = False,
+    allow_symlinks: bool = False,
+    progress: ProgressCallback | None = None,
+    tool_version: str = "0",
+) -> RecordResult:
+    """Record one artifact version; raise before writing anything if a step fails."""
+    check_name(name)
+    if kind not in KINDS:
+        raise UsageError(f"unknown kind {kind!r}", hint=f"use one of: {', '.join(KINDS)}")
+    if activity not in ACTIVITIES:
+        raise UsageError(
+            f"unknown activity {activity!r}", hint=f"use one of: {', '.join(ACTIVITIES)}"
+        )
+    links = [InputLink(version=ledger.resolve(ref), activity=activity) for ref in inputs]
+    if len({link.version.id for link in links}) != len(links):
+        raise UsageError("the same input is given twice", hint="list each --input once")
+    manifest = hash_path(path, allow_symlinks=allow_symlinks, progress=progress)
+    report = scan_manifest(path, manifest, threshold=threshold)
+    if report.refused and not allow_flagged:
+        worst = report.blocking()
+        first = worst[0] if worst else None
+        detail = f"{first.path}: {first.message} [{first.rule_id}]" if first else "scan error"
+        raise ScanRefusedError(
+            f"not recorded: {path} has {len(worst)} finding(s) at or above "
+            f"{threshold.label}; first: {detail}",
+            rule=first.rule_id if first else "scan.error",
+            hint="inspect with `custody scan`; pass --allow-flagged to record it as flagged "
+            "(verify will then refuse it and everything made from it)",
+            subject=str(path),
+        )
+    recorded_inputs = [
+        RecordedInput(
+            name=link.version.name,
+            version=link.version.version,
+            algorithm=link.version.digest_algorithm,
+            digest=link.version.digest,
+            activity=link.activity,
+        )
+        for link in links
+    ]
+    bundles: list[str] = []
+
+    def build(version: int) -> SignedRecord:
+        statement = build_statement(
+            name=name,
+            kind=kind,
+            version=version,
+            manifest=manifest,
+            inputs=recorded_inputs,
+            scan_summary=report.summary(),
+            recorded_at=datetime.now(UTC),
+            tool_version=tool_version,
+        ).to_bytes()
+        bundle = signer.sign_statement(statement)
+        bundles.append(bundle)
+        return SignedRecord(
+            statement=statement,
+            bundle=bundle,
+            signer=signer.identity,
+            scan_report=report.to_json(),
+        )
+
+    version = ledger.append_version(
+        name=name, kind=kind, manifest=manifest, inputs=links, build=build
+    )
+    return RecordResult(version=version, manifest=manifest, scan=report, bundle=bundles[-1])
+
+
+def dumps_report(report: ScanReport) -> str:
+    return json.dumps(report.to_json(), indent=2)

@@ -1,0 +1,155 @@
+"""The ``.custody/`` folder: where the ledger is, which key signs, which keys are trusted.
+
+Resolution order for the ledger, like git: ``--ledger URL``, else ``$CUSTODY_LEDGER``, else the
+nearest ``.custody/`` found upward from the working directory. ``config.toml`` inside it holds::
+
+    ledger = "ledger.db"                 # a path (relative to .custody/) or a database URL
+    signing_key = "keys/signing.key"     # used by `custody record` unless --key is given
+    trusted_keys = ["keys/signing.pub"]  # used by `custody verify` unless --key is given
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from custody.errors import LedgerError, UsageError
+
+DIRNAME = ".custody"
+CONFIG = "config.toml"
+ENV_LEDGER = "CUSTODY_LEDGER"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A resolved configuration: the ledger URL plus the key paths that go with it."""
+
+    ledger_url: str
+    home: Path | None = None  # the .custody/ folder, when there is one
+    signing_key: Path | None = None
+    trusted_keys: tuple[Path, ...] = field(default_factory=tuple)
+
+
+def to_url(location: str, base: Path | None = None) -> str:
+    """Turn a ledger location (URL or filesystem path) into an SQLAlchemy URL."""
+    if "://" in location:
+        return location
+    path = Path(location).expanduser()
+    if base is not None and not path.is_absolute():
+        path = base / path
+    if path.is_dir():
+        home = path if path.name == DIRNAME else path / DIRNAME
+        if (home / CONFIG).is_file():
+            return load_workspace(home).ledger_url
+        raise LedgerError(
+            f"{path} is a directory, not a ledger",
+            hint="pass a database file or URL, or a folder that holds a .custody/ workspace",
+            subject=str(path),
+        )
+    return f"sqlite:///{path.absolute()}"
+
+
+def find_home(start: Path | None = None) -> Path | None:
+    here = (start or Path.cwd()).absolute()
+    for folder in (here, *here.parents):
+        candidate = folder / DIRNAME
+        if (candidate / CONFIG).is_file():
+            return candidate
+    return None
+
+
+def load_workspace(home: Path) -> Workspace:
+    config_path = home / CONFIG
+    try:
+        data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise LedgerError(
+            f"cannot read {config_path}: {exc.strerror or exc}", subject=str(config_path)
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LedgerError(
+            f"{config_path} is not valid TOML: {exc}", subject=str(config_path)
+        ) from None
+    unknown = set(data) - {"ledger", "signing_key", "trusted_keys"}
+    if unknown:
+        raise LedgerError(
+            f"{config_path}: unknown setting(s) {', '.join(sorted(unknown))}",
+            subject=str(config_path),
+        )
+    ledger = data.get("ledger", "ledger.db")
+    signing = data.get("signing_key")
+    trusted = data.get("trusted_keys", [])
+    if not isinstance(ledger, str) or not isinstance(trusted, list):
+        raise LedgerError(f"{config_path}: wrong value types", subject=str(config_path))
+    return Workspace(
+        ledger_url=to_url(ledger, home),
+        home=home,
+        signing_key=home / signing if isinstance(signing, str) else None,
+        trusted_keys=tuple(home / str(p) for p in trusted),
+    )
+
+
+def resolve(ledger: str | None = None, *, start: Path | None = None) -> Workspace:
+    """Find the workspace for a command, following the documented resolution order."""
+    home = find_home(start)
+    local = load_workspace(home) if home is not None else None
+    explicit = ledger or os.environ.get(ENV_LEDGER)
+    if explicit:
+        url = to_url(explicit)
+        if local is not None:
+            return Workspace(url, local.home, local.signing_key, local.trusted_keys)
+        return Workspace(url)
+    if local is None:
+        raise UsageError(
+            "no ledger: no .custody/ folder here or above, and no --ledger or $CUSTODY_LEDGER",
+            hint="run `custody init` to create one here, or pass --ledger URL",
+        )
+    return local
+
+
+def write_config(home: Path, *, ledger: str, signing_key: str, trusted_keys: list[str]) -> None:
+    lines = [
+        "# Custody workspace configuration (see docs/usage.md)",
+        f"ledger = {_toml_str(ledger)}",
+        f"signing_key = {_toml_str(signing_key)}",
+        "trusted_keys = [" + ", ".join(_toml_str(k) for k in trusted_keys) + "]",
+        "",
+    ]
+    (home / CONFIG).write_text("\n".join(lines), encoding="utf-8")
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def init_workspace(directory: Path, *, ledger: str | None = None) -> Workspace:
+    """Create ``DIRECTORY/.custody/`` with a signing key, a config and a ledger."""
+    from custody.provenance.ledger.store import Ledger
+    from custody.signing.keys import generate_key_pair
+
+    home = directory.absolute() / DIRNAME
+    if (home / CONFIG).exists():
+        raise UsageError(
+            f"{home} already exists: this folder is already a Custody workspace",
+            subject=str(home),
+        )
+    if not directory.is_dir():
+        raise UsageError(f"{directory} is not a directory", subject=str(directory))
+    created = not home.exists()
+    try:
+        (home / "keys").mkdir(parents=True, exist_ok=True, mode=0o700)
+        generate_key_pair(home / "keys" / "signing")
+        location = ledger or "ledger.db"
+        write_config(home, ledger=location, signing_key="keys/signing.key",
+                     trusted_keys=["keys/signing.pub"])
+        workspace = load_workspace(home)
+        Ledger.create(workspace.ledger_url).close()
+    except BaseException:
+        if created:
+            import shutil
+
+            shutil.rmtree(home, ignore_errors=True)
+        raise
+    return workspace

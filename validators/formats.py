@@ -1,0 +1,88 @@
+"""Format detection by content (magic bytes and structure), never by file extension."""
+
+from __future__ import annotations
+
+import enum
+
+HEAD_BYTES = 64
+
+
+class FileFormat(enum.StrEnum):
+    PICKLE = "pickle"
+    ZIP = "zip"
+    PARQUET = "parquet"
+    NUMPY = "numpy"
+    HDF5 = "hdf5"
+    SEVEN_ZIP = "7z"
+    GZIP = "gzip"
+    BZIP2 = "bzip2"
+    XZ = "xz"
+    GGUF = "gguf"
+    SAFETENSORS = "safetensors"
+    TEXT = "text"
+    EMPTY = "empty"
+    UNKNOWN = "unknown"
+
+
+_MAGIC: tuple[tuple[bytes, FileFormat], ...] = (
+    (b"PK\x03\x04", FileFormat.ZIP),
+    (b"PK\x05\x06", FileFormat.ZIP),
+    (b"PAR1", FileFormat.PARQUET),
+    (b"\x93NUMPY", FileFormat.NUMPY),
+    (b"\x89HDF\r\n\x1a\n", FileFormat.HDF5),
+    (b"7z\xbc\xaf\x27\x1c", FileFormat.SEVEN_ZIP),
+    (b"\x1f\x8b", FileFormat.GZIP),
+    (b"BZh", FileFormat.BZIP2),
+    (b"\xfd7zXZ\x00", FileFormat.XZ),
+    (b"GGUF", FileFormat.GGUF),
+)
+
+# Opcodes that can start a protocol 0/1 pickle: MARK, GLOBAL, INST, PERSID, list/dict/tuple
+# builders and the simple constants. Text files start with these too, so protocol 0/1 needs a
+# second look: a pickle ends with STOP (b".").
+_P0_START = frozenset(b"(cipI]}).NFLSVGJKM")
+
+
+def _looks_like_safetensors(head: bytes) -> bool:
+    if len(head) < 10:
+        return False
+    header_len = int.from_bytes(head[:8], "little")
+    return 2 <= header_len <= 100_000_000 and head[8:9] == b"{"
+
+
+def detect(head: bytes) -> FileFormat:
+    """Name the format of a file from its first bytes."""
+    if not head:
+        return FileFormat.EMPTY
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return fmt
+    if head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5:
+        return FileFormat.PICKLE
+    if _looks_like_safetensors(head):
+        return FileFormat.SAFETENSORS
+    if head[0] in _P0_START and _protocol0_plausible(head):
+        return FileFormat.PICKLE
+    if _is_text(head):
+        return FileFormat.TEXT
+    return FileFormat.UNKNOWN
+
+
+def _protocol0_plausible(head: bytes) -> bool:
+    # "c<module>\n<name>\n" is the classic GLOBAL start of a protocol 0 pickle.
+    if head[:1] == b"c" and head.count(b"\n") >= 2:
+        module = head[1 : head.index(b"\n")]
+        return bool(module) and all(chr(b).isidentifier() or b == ord(".") for b in module)
+    return head[:1] in (b"(", b"]", b"}", b")") and len(head) < HEAD_BYTES and head.endswith(b".")
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        # A multi-byte character may be cut at the end of the head.
+        try:
+            head[:-3].decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return b"\x00" not in head
