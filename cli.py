@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 
 from custody import __version__
@@ -383,18 +382,13 @@ def _read_text(path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and map outcomes to exit codes 0 / 1 / 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="custody")
+    except SystemExit as exc:  # usage errors (2), typer.Exit, --help
+        code = exc.code
+        return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_ERROR)
     except CustodyError as exc:
         render.error(exc, as_json=bool(_state["json"]) or "--json" in (argv or sys.argv))
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.exceptions.Abort:
-        render.err().print("aborted")
-        return EXIT_ERROR
-    except click.ClickException as exc:
-        exc.show()
-        return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_ERROR
     except Exception:  # noqa: BLE001 - a crash must not exit 1, which means "refused"

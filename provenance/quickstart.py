@@ -19,7 +19,7 @@ from custody.provenance.lineage import LineageGraph, lineage
 from custody.provenance.policy import Policy
 from custody.provenance.record import RecordResult, record
 from custody.provenance.verify import VerificationReport, verify
-from custody.provenance.workspace import DIRNAME, CONFIG, Workspace, init_workspace, load_workspace
+from custody.provenance.workspace import CONFIG, DIRNAME, Workspace, init_workspace, load_workspace
 from custody.signing.key_signer import ECKeySigner
 from custody.signing.keys import load_private_key
 

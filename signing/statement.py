@@ -56,7 +56,10 @@ class Statement:
             )
         try:
             subjects = tuple(
-                Subject(name=str(s["name"]), digest={str(k): str(v) for k, v in s["digest"].items()})
+                Subject(
+                    name=str(s["name"]),
+                    digest={str(k): str(v) for k, v in s["digest"].items()},
+                )
                 for s in data["subject"]
             )
             predicate = data["predicate"]

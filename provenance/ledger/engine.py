@@ -83,8 +83,8 @@ def _configure_postgres(engine: Engine) -> None:
 @contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
     """A session whose transaction holds the ledger's append lock until commit."""
-    with engine.connect() as conn:
-        conn = conn.execution_options(**{WRITE_OPTION: True})
+    with engine.connect() as raw:
+        conn = raw.execution_options(**{WRITE_OPTION: True})
         with Session(bind=conn) as session:
             try:
                 yield session

@@ -242,7 +242,7 @@ class Ledger:
             hits = session.exec(
                 select(ManifestFile.version_id, func.count())
                 .where(col(ManifestFile.sha256).in_(wanted))
-                .group_by(ManifestFile.version_id)
+                .group_by(col(ManifestFile.version_id))
             ).all()
             ranked = sorted(hits, key=lambda h: (-h[1], -h[0]))[:5]
             ids = [vid for vid, _ in ranked]
@@ -274,19 +274,22 @@ class Ledger:
         """Edges one hop from ``version_ids``, with the version at the other end."""
         if not version_ids:
             return []
-        here = LineageEdge.output_version_id if upstream else LineageEdge.input_version_id
-        there = LineageEdge.input_version_id if upstream else LineageEdge.output_version_id
+        here = col(LineageEdge.output_version_id if upstream else LineageEdge.input_version_id)
+
+        def there(edge: LineageEdge) -> int:
+            return edge.input_version_id if upstream else edge.output_version_id
+
         with self._read() as session:
             edges = session.exec(
-                select(LineageEdge).where(col(here).in_(list(version_ids)))
+                select(LineageEdge).where(here.in_(list(version_ids)))
                 .order_by(col(LineageEdge.id))
             ).all()
-            other_ids = sorted({getattr(e, there.key) for e in edges})
+            other_ids = sorted({there(e) for e in edges})
             others = {
                 v.id: v
                 for v in self._versions(session, col(ArtifactVersion.id).in_(other_ids))
             } if other_ids else {}
-        return [(e, others[getattr(e, there.key)]) for e in edges]
+        return [(e, others[there(e)]) for e in edges]
 
     def entry_count(self) -> int:
         with self._read() as session:

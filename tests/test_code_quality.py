@@ -1,0 +1,32 @@
+"""ruff and mypy --strict over the custody package, as part of the test suite."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed")
+def test_ruff_is_clean() -> None:
+    run = subprocess.run(["ruff", "check", "--no-cache", "."], cwd=REPO, capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_mypy_strict_is_clean(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    # The repository root is the package `custody`: give mypy a folder where it has that name.
+    (tmp_path / "custody").symlink_to(REPO, target_is_directory=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(REPO / "pyproject.toml"),
+         "--cache-dir", str(tmp_path / ".mypy_cache"), "-p", "custody"],
+        cwd=tmp_path, env={"MYPYPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
