@@ -26,14 +26,14 @@ def test_help_does_not_import_heavy_modules() -> None:
 
 def test_exit_code_two_for_usage_errors() -> None:
     run = subprocess.run([sys.executable, "-m", "custody.cli", "verify"], capture_output=True,
-                         text=True)
+                         text=True, check=False)
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
 
 
 def test_quickstart_in_an_empty_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
     run = subprocess.run([sys.executable, "-m", "custody.cli", "quickstart", "--json"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr
     body = json.loads(run.stdout)
     assert body["ok"] is True

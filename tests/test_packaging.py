@@ -23,11 +23,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = work / "src"
     shutil.copytree(REPO, src, ignore=_IGNORE)
     out = work / "dist"
-    subprocess.run(
+    build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
          "-w", str(out), str(src)],
-        check=True, capture_output=True, text=True,
+        check=False, capture_output=True, text=True,
     )
+    assert build.returncode == 0, build.stdout + build.stderr
     (found,) = out.glob("custody-*.whl")
     return found
 
@@ -61,7 +62,7 @@ def test_quickstart_runs_from_the_installed_wheel(wheel: Path, tmp_path: Path) -
     assert probe.stdout.strip().startswith(str(site))
     run = subprocess.run(
         [sys.executable, "-m", "custody.cli", "quickstart"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=300,
+        cwd=work, env=env, capture_output=True, text=True, timeout=300, check=False,
     )
     assert run.returncode == 0, run.stderr
     assert "quickstart complete" in run.stderr

@@ -97,8 +97,11 @@ def _scan_one(
                 module, _, attr = arg.partition(" ")
                 _judge(module, attr, relpath, pos, options, findings)
             elif name == "STACK_GLOBAL":
-                module, attr = (recent[-2], recent[-1]) if len(recent) >= 2 else (None, None)
-                if not isinstance(module, str) or not isinstance(attr, str):
+                pair: tuple[object, object] = (
+                    (recent[-2], recent[-1]) if len(recent) >= 2 else (None, None)
+                )
+                stack_module, stack_attr = pair
+                if not isinstance(stack_module, str) or not isinstance(stack_attr, str):
                     findings.append(
                         Finding(
                             "pickle.global.unresolved",
@@ -109,7 +112,7 @@ def _scan_one(
                         )
                     )
                 else:
-                    _judge(module, attr, relpath, pos, options, findings)
+                    _judge(stack_module, stack_attr, relpath, pos, options, findings)
             elif name in ("EXT1", "EXT2", "EXT4"):
                 findings.append(
                     Finding(
