@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from custody.cli import main
 
@@ -41,31 +47,29 @@ class Result:
 @dataclass
 class Workspace:
     root: Path
+    url: str
+    backend: str
 
     @property
     def home(self) -> Path:
         return self.root / ".custody"
 
     @property
-    def db(self) -> Path:
-        return self.home / "ledger.db"
-
-    @property
     def pub(self) -> Path:
         return self.home / "keys" / "signing.pub"
 
     def entry_count(self) -> int:
-        with sqlite3.connect(self.db) as conn:
-            return int(conn.execute("SELECT count(*) FROM ledger_entries").fetchone()[0])
+        return int(self.sql("SELECT count(*) FROM ledger_entries")[0][0])
 
-    def sql(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
-        conn = sqlite3.connect(self.db)
+    def sql(self, statement: str, **params: Any) -> list[tuple[Any, ...]]:
+        """Run SQL directly against the ledger database, as an administrator could."""
+        engine = create_engine(self.url)
         try:
-            rows = conn.execute(statement, params).fetchall()
-            conn.commit()
-            return rows
+            with engine.begin() as conn:
+                result = conn.execute(text(statement), params)
+                return [tuple(r) for r in result] if result.returns_rows else []
         finally:
-            conn.close()
+            engine.dispose()
 
 
 @pytest.fixture
@@ -89,13 +93,65 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  #
     return run
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """URL of a PostgreSQL server for this test session (a throwaway one unless given)."""
+    given = os.environ.get("CUSTODY_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    bindir = find_bindir()
+    if bindir is None:
+        if required():
+            pytest.fail("PostgreSQL is required here (CI) but no initdb was found; "
+                        "install postgresql (.ci/run does)")
+        pytest.skip("no PostgreSQL binaries (initdb) on this machine")
+    server = ThrowawayPostgres(bindir)
+    try:
+        url = server.start()
+    except RuntimeError as exc:
+        server.stop()
+        if required():
+            pytest.fail(f"PostgreSQL is required here (CI) but did not start: {exc}")
+        pytest.skip(f"PostgreSQL did not start: {exc}")
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def ws(tmp_path: Path, cli) -> Iterator[Workspace]:  # type: ignore[no-untyped-def]
+def fresh_database(request: pytest.FixtureRequest) -> str:
+    """A new, empty PostgreSQL database on the session server."""
+    server: str = request.getfixturevalue("postgres_server")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return server.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def ws(tmp_path: Path, cli, backend: str, request: pytest.FixtureRequest  # type: ignore[no-untyped-def]
+       ) -> Iterator[Workspace]:
+    """A workspace (.custody/ with key and ledger) on SQLite or on PostgreSQL."""
     root = tmp_path / "project"
     root.mkdir()
-    result = cli("init", cwd=root)
-    assert result.code == 0, result.err
-    yield Workspace(root)
+    if backend == "postgresql":
+        url = request.getfixturevalue("fresh_database")
+        cli("init", "--ledger", url, cwd=root).expect(0)
+    else:
+        cli("init", cwd=root).expect(0)
+        url = f"sqlite:///{root / '.custody' / 'ledger.db'}"
+    yield Workspace(root, url, backend)
 
 
 def write(path: Path, data: bytes | str) -> Path:
@@ -107,3 +163,68 @@ def write(path: Path, data: bytes | str) -> Path:
 @pytest.fixture
 def make_file():  # type: ignore[no-untyped-def]
     return write
+
+
+# --- throwaway PostgreSQL ----------------------------------------------------------------
+
+
+
+def required() -> bool:
+    return os.environ.get("CI", "").lower() == "true" or os.environ.get(
+        "CUSTODY_REQUIRE_POSTGRES") == "1"
+
+
+def find_bindir() -> Path | None:
+    on_path = shutil.which("initdb")
+    if on_path:
+        return Path(on_path).parent
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
+    return candidates[0].parent if candidates else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ThrowawayPostgres:
+    def __init__(self, bindir: Path):
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="custody-pg-"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        self.as_root = os.geteuid() == 0
+        self.user = "postgres" if self.as_root else os.environ.get("USER", "postgres")
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        cmd = list(args)
+        if self.as_root:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+
+    def start(self) -> str:
+        if self.as_root:
+            shutil.chown(self.root, "postgres", "postgres")
+        self.root.chmod(0o755)
+        init = self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust",
+                         "-U", "postgres", "--no-sync", "-E", "UTF8")
+        if init.returncode != 0:
+            raise RuntimeError(f"initdb failed: {init.stderr.strip()}")
+        opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+                f"-c unix_socket_directories={self.root} -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        start = self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts,
+                          "-l", str(self.root / "log"), "-w", "-t", "60", "start")
+        if start.returncode != 0:
+            log = (self.root / "log").read_text() if (self.root / "log").exists() else ""
+            raise RuntimeError(f"pg_ctl start failed: {start.stderr.strip()} {log[-2000:]}")
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+        for _ in range(50):
+            if not (self.data / "postmaster.pid").exists():
+                break
+            time.sleep(0.1)
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -154,7 +154,7 @@ def test_env_ledger_and_upward_search(ws, cli, make_file, monkeypatch) -> None: 
     assert ws.entry_count() == 1
     elsewhere = ws.root.parent / "elsewhere"
     elsewhere.mkdir()
-    monkeypatch.setenv("CUSTODY_LEDGER", str(ws.db))
+    monkeypatch.setenv("CUSTODY_LEDGER", ws.url)
     listing = cli("list", "--json", cwd=elsewhere).expect(0).json()
     assert [r["ref"] for r in listing] == ["m@1"]
 
