@@ -8,17 +8,29 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from custody import __version__
 from custody import _render as render
+from custody._cli_audit import audit_app
+from custody._cli_common import (
+    STATE,
+    JsonOpt,
+    SymlinkOpt,
+    current_workspace,
+    open_workspace_ledger,
+    parse_threshold,
+    read_bytes,
+    read_text,
+    size_hint,
+    want_json,
+)
 from custody.errors import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, CustodyError, UsageError
 
 if TYPE_CHECKING:
-    from custody.provenance.ledger.store import Ledger
-    from custody.provenance.workspace import Workspace
+    pass
 
 app = typer.Typer(
     name="custody",
@@ -28,14 +40,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-_state: dict[str, Any] = {"ledger": None, "json": False}
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Write the report as JSON to stdout.")]
-SymlinkOpt = Annotated[
-    bool, typer.Option("--allow-symlinks", help="Follow symlinks that stay inside the artifact.")
-]
-
+app.add_typer(audit_app, name="audit")
 
 @app.callback()
 def _global(
@@ -51,33 +56,8 @@ def _global(
     if version:
         typer.echo(f"custody {__version__}")
         raise typer.Exit(EXIT_OK)
-    _state["ledger"] = ledger
-    _state["json"] = as_json
-
-
-def _json(flag: bool) -> bool:
-    return flag or bool(_state["json"])
-
-
-def _workspace(ledger: str | None = None) -> Workspace:
-    from custody.provenance.workspace import resolve
-
-    return resolve(ledger or _state["ledger"])
-
-
-def _open_ledger(workspace: Workspace) -> Ledger:
-    from custody.provenance.ledger.store import Ledger
-
-    return Ledger.open(workspace.ledger_url)
-
-
-def _threshold(text: str) -> Any:
-    from custody.validators.findings import Severity
-
-    try:
-        return Severity.parse(text)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    STATE["ledger"] = ledger
+    STATE["json"] = as_json
 
 
 @app.command()
@@ -91,10 +71,10 @@ def init(
     from custody.provenance.ledger.engine import redact
     from custody.provenance.workspace import init_workspace
 
-    ws = init_workspace(directory, ledger=ledger or _state["ledger"])
+    ws = init_workspace(directory, ledger=ledger or STATE["ledger"])
     data = {"home": str(ws.home), "ledger": redact(ws.ledger_url),
             "signing_key": str(ws.signing_key), "trusted_keys": [str(p) for p in ws.trusted_keys]}
-    if _json(as_json):
+    if want_json(as_json):
         render.emit_json(data)
     else:
         render.err().print(f"initialised {render.esc(ws.home)}\n  ledger: "
@@ -114,7 +94,7 @@ def keygen(
 
     key_path, pub_path = generate_key_pair(out, overwrite=force)
     hint = key_hint(load_public_key(pub_path))
-    if _json(as_json):
+    if want_json(as_json):
         render.emit_json({"private_key": str(key_path), "public_key": str(pub_path),
                           "hint": hint})
     else:
@@ -131,9 +111,9 @@ def hash_cmd(
     """Print the manifest of PATH: per-file relpath, size, sha256, and the root digest."""
     from custody.provenance.hashing import hash_path
 
-    with render.progress("hashing", _size_hint(path), enabled=not _json(as_json)) as tick:
+    with render.progress("hashing", size_hint(path), enabled=not want_json(as_json)) as tick:
         manifest = hash_path(path, allow_symlinks=allow_symlinks, progress=tick)
-    if _json(as_json):
+    if want_json(as_json):
         render.emit_json(manifest.to_json())
     else:
         render.manifest_table(manifest)
@@ -152,8 +132,8 @@ def scan(
 
     files = [(p, rel, p.stat().st_size) for p, rel in iter_files(path,
                                                                  allow_symlinks=allow_symlinks)]
-    report = scan_files(str(path), files, threshold=_threshold(threshold))
-    if _json(as_json):
+    report = scan_files(str(path), files, threshold=parse_threshold(threshold))
+    if want_json(as_json):
         render.emit_json(report.to_json())
     else:
         render.scan_table(report)
@@ -186,24 +166,24 @@ def record_cmd(
     from custody.signing.key_signer import ECKeySigner
     from custody.signing.keys import load_private_key
 
-    ws = _workspace()
+    ws = current_workspace()
     key_path = key or ws.signing_key
     if key_path is None:
         raise UsageError("no signing key", hint="pass --key FILE or run `custody init`")
     signer = ECKeySigner(load_private_key(key_path))
-    ledger = _open_ledger(ws)
+    ledger = ws.open_ledger(append=True)
     try:
-        with render.progress("hashing", _size_hint(path), enabled=not _json(as_json)) as tick:
+        with render.progress("hashing", size_hint(path), enabled=not want_json(as_json)) as tick:
             result = record(path, name=name, kind=kind, ledger=ledger, signer=signer,
                             inputs=inputs or [], activity=activity,
-                            threshold=_threshold(threshold), allow_flagged=allow_flagged,
+                            threshold=parse_threshold(threshold), allow_flagged=allow_flagged,
                             allow_symlinks=allow_symlinks, progress=tick,
                             tool_version=__version__)
     finally:
         ledger.close()
     if bundle_out is not None:
         bundle_out.write_text(result.bundle, encoding="utf-8")
-    if _json(as_json):
+    if want_json(as_json):
         render.emit_json(result.to_json())
     else:
         render.out().print(f"{result.version.ref} {result.manifest.ref}", markup=False)
@@ -220,42 +200,61 @@ def verify_cmd(
         "trusted_keys).")] = None,
     bundle: Annotated[Path | None, typer.Option(
         "--bundle", help="Verify against this sidecar bundle instead of the ledger.")] = None,
+    receipt: Annotated[Path | None, typer.Option(
+        "--receipt", help="Verify offline against an inclusion receipt (`custody audit prove`)."
+    )] = None,
+    ledger_vkey: Annotated[str | None, typer.Option(
+        "--ledger-vkey", metavar="VKEY", help="The ledger's checkpoint key (default: the "
+        "workspace's ledger_vkey).")] = None,
     threshold: Annotated[str, typer.Option(help="Lowest severity that refuses.")] = "medium",
     allow_symlinks: SymlinkOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-hash PATH and check its record, signature, scan and upstream chain (exit 1 refused)."""
+    from custody.provenance.checkpoint import NoteVerifier
     from custody.provenance.policy import Policy
 
-    ws = None
-    if not keys or bundle is None:
-        ws = _workspace()
+    if bundle is not None and receipt is not None:
+        raise UsageError("give --bundle or --receipt, not both")
+    offline = (bundle is not None or receipt is not None) and keys and (
+        receipt is None or ledger_vkey)
+    ws = None if offline else current_workspace()
     trusted = keys or (list(ws.trusted_keys) if ws else [])
-    policy = Policy.from_key_files(trusted, scan_threshold=_threshold(threshold))
-    with render.progress("hashing", _size_hint(path), enabled=not _json(as_json)) as tick:
+    policy = Policy.from_key_files(trusted, scan_threshold=parse_threshold(threshold))
+    pinned = NoteVerifier.from_vkey(ledger_vkey) if ledger_vkey else (
+        ws.ledger_verifier() if ws else None)
+    with render.progress("hashing", size_hint(path), enabled=not want_json(as_json)) as tick:
         if bundle is not None:
             from custody.provenance.verify import verify_bundle_file
 
-            text = _read_text(bundle)
-            report = verify_bundle_file(path, text, policy, source=str(bundle),
+            report = verify_bundle_file(path, read_text(bundle), policy, source=str(bundle),
                                         allow_symlinks=allow_symlinks)
+        elif receipt is not None:
+            from custody.provenance.verify import verify_receipt_file
+
+            if pinned is None:
+                raise UsageError("checking a receipt needs the ledger's key",
+                                 hint="pass --ledger-vkey VKEY or run inside the workspace")
+            report = verify_receipt_file(path, read_bytes(receipt), policy, pinned,
+                                         source=str(receipt), allow_symlinks=allow_symlinks)
         else:
             from custody.provenance.verify import verify
 
-            assert ws is not None  # noqa: S101 - resolved above whenever bundle is None
-            ledger = _open_ledger(ws)
+            ledger = open_workspace_ledger(current_workspace())
             try:
-                report = verify(path, policy, ledger=ledger, name=name,
+                report = verify(path, policy, ledger=ledger, name=name, ledger_verifier=pinned,
                                 allow_symlinks=allow_symlinks, progress=tick)
             finally:
                 ledger.close()
-    if _json(as_json):
+    if want_json(as_json):
         render.emit_json({"ok": True, **report.to_json()})
     else:
         a = report.artifact
         render.out().print(f"[green]VERIFIED[/] {render.esc(path)}: {a.ref} "
                            f"{report.manifest.ref}")
-        render.err().print(f"  signer: {a.signer}\n  scan: {report.scan.verdict.value}\n"
+        where = (f"\n  ledger: entry #{a.inclusion['index']} included in the signed checkpoint "
+                 f"of size {a.inclusion['tree_size']}" if a.inclusion else "")
+        render.err().print(f"  signer: {a.signer}\n  scan: {report.scan.verdict.value}{where}\n"
                            f"  upstream: {len(report.chain)} record(s) verified"
                            + "".join(f"\n    {n.ref} ({n.kind}, depth {n.depth}) signed by "
                                      f"{n.signer[:28]}…" for n in report.chain))
@@ -274,12 +273,12 @@ def lineage_cmd(
     """Show what REF was made from (upstream) or what was made from it (downstream)."""
     from custody.provenance.lineage import lineage
 
-    ledger = _open_ledger(_workspace())
+    ledger = open_workspace_ledger(current_workspace())
     try:
         graph = lineage(ledger, ref, upstream=upstream, depth=depth)
     finally:
         ledger.close()
-    render.lineage_render(graph, render.LineageFormat.JSON if _json(as_json) else fmt)
+    render.lineage_render(graph, render.LineageFormat.JSON if want_json(as_json) else fmt)
 
 
 @app.command("list")
@@ -288,12 +287,12 @@ def list_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """List recorded artifact versions."""
-    ledger = _open_ledger(_workspace())
+    ledger = open_workspace_ledger(current_workspace())
     try:
         rows = ledger.list_versions(name)
     finally:
         ledger.close()
-    if _json(as_json):
+    if want_json(as_json):
         render.emit_json([r.model_dump(mode="json") | {"ref": r.ref} for r in rows])
         return
     from rich.table import Table
@@ -314,7 +313,7 @@ def bundle_cmd(
                    ] = None,
 ) -> None:
     """Export the Sigstore bundle recorded for REF (a sidecar for `verify --bundle`)."""
-    ledger = _open_ledger(_workspace())
+    ledger = open_workspace_ledger(current_workspace())
     try:
         stored = ledger.stored_record(ledger.resolve(ref))
     finally:
@@ -342,14 +341,14 @@ def quickstart(
         console.print(f"[bold cyan]{step[0]:>2}.[/] {render.esc(text)}")
 
     result = run_quickstart(directory, say, version=__version__)
-    if not _json(as_json):
+    if not want_json(as_json):
         say("upstream lineage of the model:")
         render.lineage_render(result.graph, render.LineageFormat.TABLE)
     for exc in result.refusals:
         say("refused, as it should be:")
         render.error(exc, as_json=False)
     expected = 2
-    if _json(as_json):
+    if want_json(as_json):
         render.emit_json({
             "ok": len(result.refusals) == expected,
             "dataset": result.dataset.to_json(),
@@ -365,18 +364,24 @@ def quickstart(
                   "tampered and malicious files are refused.")
 
 
-def _size_hint(path: Path) -> int | None:
-    try:
-        return path.stat().st_size if path.is_file() else None
-    except OSError:
-        return None
+@app.command()
+def migrate(as_json: JsonOpt = False) -> None:
+    """Upgrade the ledger's schema to this version of Custody (Alembic; back up first)."""
+    from custody.provenance.ledger.engine import make_engine, redact
+    from custody.provenance.ledger.migrate import current_revision, head_revision, upgrade
 
-
-def _read_text(path: Path) -> str:
+    url = current_workspace().ledger_url
+    engine = make_engine(url)
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}", subject=str(path)) from None
+        before = current_revision(engine)
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    data = {"ledger": redact(url), "from": before, "to": head_revision()}
+    if want_json(as_json):
+        render.emit_json(data)
+    else:
+        render.err().print(f"ledger {render.esc(data['ledger'])}: schema {before} → {data['to']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -387,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_ERROR)
     except CustodyError as exc:
-        render.error(exc, as_json=bool(_state["json"]) or "--json" in (argv or sys.argv))
+        render.error(exc, as_json=bool(STATE["json"]) or "--json" in (argv or sys.argv))
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_ERROR
@@ -399,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                            "with the traceback above")
         return EXIT_ERROR
     return EXIT_OK
+
 
 
 if __name__ == "__main__":  # pragma: no cover

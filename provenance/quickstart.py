@@ -14,7 +14,6 @@ from importlib import resources
 from pathlib import Path
 
 from custody.errors import RefusedError, UsageError
-from custody.provenance.ledger.store import Ledger
 from custody.provenance.lineage import LineageGraph, lineage
 from custody.provenance.policy import Policy
 from custody.provenance.record import RecordResult, record
@@ -59,7 +58,7 @@ def run_quickstart(directory: Path, say: Callable[[str], None], *, version: str
     say(f"copied the sample data to {data}")
     signer = ECKeySigner(load_private_key(workspace.signing_key))
     policy = Policy.from_key_files(workspace.trusted_keys)
-    ledger = Ledger.open(workspace.ledger_url)
+    ledger = workspace.open_ledger(append=True)
     try:
         dataset = record(data / "dataset-v1.parquet", name="sample-dataset", kind="dataset",
                          ledger=ledger, signer=signer, tool_version=version)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -131,13 +130,10 @@ def record(
             bundle=bundle,
             signer=signer.identity,
             scan_report=report.to_json(),
+            signer_key=signer.public_key_pem,
         )
 
     version = ledger.append_version(
         name=name, kind=kind, manifest=manifest, inputs=links, build=build
     )
     return RecordResult(version=version, manifest=manifest, scan=report, bundle=bundles[-1])
-
-
-def dumps_report(report: ScanReport) -> str:
-    return json.dumps(report.to_json(), indent=2)

@@ -13,12 +13,14 @@ from typing import Any
 
 from custody.errors import ScanRefusedError, VerificationError
 from custody.provenance.attestation import RecordClaims, parse_claims
+from custody.provenance.checkpoint import NoteVerifier
 from custody.provenance.hashing import ProgressCallback, hash_path
 from custody.provenance.ledger.models import ArtifactVersionPublic
 from custody.provenance.ledger.store import Ledger
 from custody.provenance.manifest import Manifest, diff_manifests
 from custody.provenance.policy import Policy
 from custody.provenance.record import scan_manifest
+from custody.provenance.transparency import InclusionChecker, open_receipt
 from custody.signing.statement import Statement
 from custody.validators.findings import ScanReport, Severity
 from custody.validators.interface import ScanOptions
@@ -35,6 +37,7 @@ class NodeResult:
     scan_verdict: str
     depth: int
     inputs: tuple[str, ...] = ()
+    inclusion: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +48,7 @@ class NodeResult:
             "scan_verdict": self.scan_verdict,
             "depth": self.depth,
             "inputs": list(self.inputs),
+            "inclusion": self.inclusion,
         }
 
 
@@ -73,14 +77,19 @@ def verify(
     *,
     ledger: Ledger,
     name: str | None = None,
+    ledger_verifier: NoteVerifier | None = None,
     allow_symlinks: bool = False,
     progress: ProgressCallback | None = None,
 ) -> VerificationReport:
-    """Verify ``path`` against its ledger record and the whole upstream chain."""
+    """Verify ``path`` against its ledger record and the whole upstream chain.
+
+    Every record on the chain must also be included in the ledger's newest checkpoint, signed by
+    ``ledger_verifier`` (the pinned ledger key; without one, the key stored in the ledger).
+    """
     manifest = hash_path(path, allow_symlinks=allow_symlinks, progress=progress)
     version = _find_record(ledger, manifest, name, str(path))
-    walker = _ChainWalker(ledger, policy)
-    claims, signer = walker.check_record(version, depth=0)
+    walker = _ChainWalker(ledger, policy, InclusionChecker(ledger, ledger_verifier))
+    claims, signer, inclusion = walker.check_record(version, depth=0)
     if claims.manifest != manifest:
         raise VerificationError(
             f"{path}: the bytes do not match the signed manifest of {version.ref} "
@@ -97,11 +106,27 @@ def verify(
         scan_verdict=scan.verdict.value,
         depth=0,
         inputs=tuple(f"{i.name}@{i.version}" for i in claims.inputs),
+        inclusion=inclusion,
     )
     walker.memo[version.id] = node
     walker.walk_inputs(version, claims, depth=1)
     chain = tuple(n for vid, n in walker.memo.items() if vid != version.id)
     return VerificationReport(str(path), manifest, node, scan, chain)
+
+
+def verify_receipt_file(
+    path: Path, receipt: bytes, policy: Policy, ledger_verifier: NoteVerifier, *, source: str,
+    allow_symlinks: bool = False,
+) -> VerificationReport:
+    """Verify ``path`` offline against an inclusion receipt from ``custody audit prove``."""
+    payload = open_receipt(receipt, ledger_verifier, subject=source)
+    report = verify_bundle_file(path, str(payload.get("bundle", "")), policy, source=source,
+                                allow_symlinks=allow_symlinks)
+    node = report.artifact
+    if node.ref != f"{payload.get('name')}@{payload.get('version')}":
+        raise VerificationError(f"{source}: the receipt's entry and its bundle disagree",
+                                rule="receipt.inconsistent", subject=source)
+    return report
 
 
 def verify_bundle_file(
@@ -198,17 +223,28 @@ def _find_record(
 class _ChainWalker:
     """Checks records and walks upstream inputs, each version once."""
 
-    def __init__(self, ledger: Ledger, policy: Policy):
+    def __init__(self, ledger: Ledger, policy: Policy, inclusion: InclusionChecker):
         self.ledger = ledger
         self.policy = policy
         self.verifier = policy.verifier()
+        self.inclusion = inclusion
         self.memo: dict[int, NodeResult] = {}
 
     def check_record(
         self, version: ArtifactVersionPublic, *, depth: int
-    ) -> tuple[RecordClaims, str]:
+    ) -> tuple[RecordClaims, str, dict[str, Any]]:
         stored = self.ledger.stored_record(version)
         where = f"ledger record {version.ref}"
+        included = self.inclusion.check(version.entry_idx, subject=where)
+        entry = self.inclusion.entry_payload(version.entry_idx)
+        if entry.get("bundle") != stored.bundle:
+            raise VerificationError(
+                f"{where}: the stored bundle is not the one in the signed log entry "
+                f"{version.entry_idx}",
+                rule="ledger.inconsistent",
+                hint="the ledger database was edited; run `custody audit verify`",
+                subject=version.ref,
+            )
         verified = self.verifier.verify_bundle(stored.bundle, source=where)
         if verified.payload != stored.statement:
             raise VerificationError(
@@ -243,7 +279,7 @@ class _ChainWalker:
                 hint=f"inspect {version.ref} with `custody lineage` and its scan report",
                 subject=version.ref,
             )
-        return claims, verified.signer
+        return claims, verified.signer, included.to_json()
 
     def walk_inputs(self, version: ArtifactVersionPublic, claims: RecordClaims, depth: int
                     ) -> None:
@@ -278,7 +314,7 @@ class _ChainWalker:
             if upstream.id in self.memo:
                 continue
             try:
-                up_claims, signer = self.check_record(upstream, depth=depth)
+                up_claims, signer, inclusion = self.check_record(upstream, depth=depth)
             except VerificationError as exc:
                 if exc.rule.startswith("chain."):
                     raise
@@ -297,6 +333,7 @@ class _ChainWalker:
                 scan_verdict=str(up_claims.scan.get("verdict")),
                 depth=depth,
                 inputs=tuple(f"{i.name}@{i.version}" for i in up_claims.inputs),
+                inclusion=inclusion,
             )
             self.walk_inputs(upstream, up_claims, depth + 1)
 

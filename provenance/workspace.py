@@ -6,16 +6,24 @@ nearest ``.custody/`` found upward from the working directory. ``config.toml`` i
     ledger = "ledger.db"                 # a path (relative to .custody/) or a database URL
     signing_key = "keys/signing.key"     # used by `custody record` unless --key is given
     trusted_keys = ["keys/signing.pub"]  # used by `custody verify` unless --key is given
+    ledger_key = "keys/ledger.skey"      # Ed25519 key that signs the ledger's checkpoints
+    ledger_vkey = "custody.ledger/...+..."  # the pinned checkpoint verifier key
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from custody.errors import LedgerError, UsageError
+
+if TYPE_CHECKING:
+    from custody.provenance.checkpoint import NoteSigner, NoteVerifier
+    from custody.provenance.ledger.store import Ledger
 
 DIRNAME = ".custody"
 CONFIG = "config.toml"
@@ -30,6 +38,34 @@ class Workspace:
     home: Path | None = None  # the .custody/ folder, when there is one
     signing_key: Path | None = None
     trusted_keys: tuple[Path, ...] = field(default_factory=tuple)
+    ledger_key: Path | None = None
+    ledger_vkey: str | None = None
+
+    def ledger_signer(self) -> NoteSigner | None:
+        """The checkpoint-signing key, when this workspace may append."""
+        if self.ledger_key is None:
+            return None
+        from custody.provenance.checkpoint import NoteSigner
+
+        try:
+            text = self.ledger_key.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise LedgerError(f"cannot read ledger key {self.ledger_key}: {exc.strerror}",
+                              subject=str(self.ledger_key)) from None
+        return NoteSigner.from_skey(text.strip())
+
+    def ledger_verifier(self) -> NoteVerifier | None:
+        """The pinned checkpoint verifier key, if this workspace has one."""
+        if self.ledger_vkey is None:
+            return None
+        from custody.provenance.checkpoint import NoteVerifier
+
+        return NoteVerifier.from_vkey(self.ledger_vkey)
+
+    def open_ledger(self, *, append: bool = False) -> Ledger:
+        from custody.provenance.ledger.store import Ledger
+
+        return Ledger.open(self.ledger_url, signer=self.ledger_signer() if append else None)
 
 
 def to_url(location: str, base: Path | None = None) -> str:
@@ -72,7 +108,7 @@ def load_workspace(home: Path) -> Workspace:
         raise LedgerError(
             f"{config_path} is not valid TOML: {exc}", subject=str(config_path)
         ) from None
-    unknown = set(data) - {"ledger", "signing_key", "trusted_keys"}
+    unknown = set(data) - {"ledger", "signing_key", "trusted_keys", "ledger_key", "ledger_vkey"}
     if unknown:
         raise LedgerError(
             f"{config_path}: unknown setting(s) {', '.join(sorted(unknown))}",
@@ -81,6 +117,8 @@ def load_workspace(home: Path) -> Workspace:
     ledger = data.get("ledger", "ledger.db")
     signing = data.get("signing_key")
     trusted = data.get("trusted_keys", [])
+    ledger_key = data.get("ledger_key")
+    vkey = data.get("ledger_vkey")
     if not isinstance(ledger, str) or not isinstance(trusted, list):
         raise LedgerError(f"{config_path}: wrong value types", subject=str(config_path))
     return Workspace(
@@ -88,6 +126,8 @@ def load_workspace(home: Path) -> Workspace:
         home=home,
         signing_key=home / signing if isinstance(signing, str) else None,
         trusted_keys=tuple(home / str(p) for p in trusted),
+        ledger_key=home / ledger_key if isinstance(ledger_key, str) else None,
+        ledger_vkey=vkey if isinstance(vkey, str) else None,
     )
 
 
@@ -98,7 +138,9 @@ def resolve(ledger: str | None = None, *, start: Path | None = None) -> Workspac
     explicit = ledger or os.environ.get(ENV_LEDGER)
     if explicit:
         url = to_url(explicit)
-        if local is not None:
+        if local is not None and url == local.ledger_url:
+            return local
+        if local is not None:  # another ledger: its checkpoint keys are not this workspace's
             return Workspace(url, local.home, local.signing_key, local.trusted_keys)
         return Workspace(url)
     if local is None:
@@ -109,12 +151,15 @@ def resolve(ledger: str | None = None, *, start: Path | None = None) -> Workspac
     return local
 
 
-def write_config(home: Path, *, ledger: str, signing_key: str, trusted_keys: list[str]) -> None:
+def write_config(home: Path, *, ledger: str, signing_key: str, trusted_keys: list[str],
+                 ledger_key: str | None, ledger_vkey: str) -> None:
     lines = [
         "# Custody workspace configuration (see docs/usage.md)",
         f"ledger = {_toml_str(ledger)}",
         f"signing_key = {_toml_str(signing_key)}",
         "trusted_keys = [" + ", ".join(_toml_str(k) for k in trusted_keys) + "]",
+        *([f"ledger_key = {_toml_str(ledger_key)}"] if ledger_key else []),
+        f"ledger_vkey = {_toml_str(ledger_vkey)}",
         "",
     ]
     (home / CONFIG).write_text("\n".join(lines), encoding="utf-8")
@@ -124,8 +169,15 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def init_workspace(directory: Path, *, ledger: str | None = None) -> Workspace:
-    """Create ``DIRECTORY/.custody/`` with a signing key, a config and a ledger."""
+def init_workspace(
+    directory: Path, *, ledger: str | None = None, ledger_key: Path | None = None
+) -> Workspace:
+    """Create ``DIRECTORY/.custody/`` with a signing key, a config and a ledger.
+
+    With ``ledger`` naming a database that already holds a Custody ledger, connect to it: pin its
+    checkpoint key, and append only if ``ledger_key`` (its private checkpoint key) is given.
+    """
+    from custody.provenance.checkpoint import NoteSigner
     from custody.provenance.ledger.store import Ledger
     from custody.signing.keys import generate_key_pair
 
@@ -137,19 +189,51 @@ def init_workspace(directory: Path, *, ledger: str | None = None) -> Workspace:
         )
     if not directory.is_dir():
         raise UsageError(f"{directory} is not a directory", subject=str(directory))
+    url = to_url(ledger, home) if ledger else to_url("ledger.db", home)
     created = not home.exists()
     try:
         (home / "keys").mkdir(parents=True, exist_ok=True, mode=0o700)
         generate_key_pair(home / "keys" / "signing")
-        location = ledger or "ledger.db"
-        write_config(home, ledger=location, signing_key="keys/signing.key",
-                     trusted_keys=["keys/signing.pub"])
-        workspace = load_workspace(home)
-        Ledger.create(workspace.ledger_url).close()
+        existing = _existing_ledger_vkey(url)
+        if existing is None:
+            signer = NoteSigner.generate(f"custody.ledger/{uuid.uuid4().hex[:16]}")
+            _write_secret(home / "keys" / "ledger.skey", signer.skey + "\n")
+            key_ref: str | None = "keys/ledger.skey"
+            vkey = signer.verifier().vkey
+            Ledger.create(url, signer=signer).close()
+        else:
+            vkey = existing
+            key_ref = str(ledger_key.absolute()) if ledger_key else None
+        write_config(home, ledger=ledger or "ledger.db", signing_key="keys/signing.key",
+                     trusted_keys=["keys/signing.pub"], ledger_key=key_ref, ledger_vkey=vkey)
+        return load_workspace(home)
     except BaseException:
         if created:
             import shutil
 
             shutil.rmtree(home, ignore_errors=True)
         raise
-    return workspace
+
+
+def _existing_ledger_vkey(url: str) -> str | None:
+    from custody.provenance.ledger.engine import make_engine
+    from custody.provenance.ledger.migrate import current_revision
+
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None
+    engine = make_engine(url, must_exist=False)
+    try:
+        if current_revision(engine) is None:
+            return None
+        from custody.provenance.ledger.store import Ledger
+
+        return Ledger(engine, url).meta().get("checkpoint_vkey")
+    finally:
+        engine.dispose()
+
+
+def _write_secret(path: Path, text: str) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        stream.write(text)

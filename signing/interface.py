@@ -23,6 +23,11 @@ class Signer(Protocol):
     @property
     def identity(self) -> str: ...
 
+    @property
+    def public_key_pem(self) -> str | None:
+        """The PEM public key for key signers (kept in the ledger entry); None for keyless."""
+        ...
+
     def sign_statement(self, statement: bytes) -> str:
         """Sign in-toto statement bytes; return the Sigstore bundle JSON text."""
         ...

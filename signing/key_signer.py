@@ -11,7 +11,7 @@ from custody.errors import VerificationError
 from custody.signing.bundle import KeyBundle, load_key_bundle
 from custody.signing.dsse import INTOTO_PAYLOAD_TYPE, Envelope, Signature, pae
 from custody.signing.interface import VerifiedPayload
-from custody.signing.keys import hash_for, key_hint
+from custody.signing.keys import hash_for, key_hint, public_pem
 
 
 class ECKeySigner:
@@ -24,6 +24,10 @@ class ECKeySigner:
     @property
     def identity(self) -> str:
         return f"key:{self._hint}"
+
+    @property
+    def public_key_pem(self) -> str | None:
+        return public_pem(self._key.public_key()).decode("ascii")
 
     def sign_statement(self, statement: bytes) -> str:
         signature = self._key.sign(

@@ -160,7 +160,23 @@ def test_bundle_swapped_inside_ledger_refused(ws, cli, make_file) -> None:  # ty
     ws.sql("UPDATE signed_statements SET bundle = (SELECT bundle FROM signed_statements "
            "WHERE version_id = 2), statement = (SELECT statement FROM signed_statements "
            "WHERE version_id = 2) WHERE version_id = 1")
-    cli("verify", a, cwd=ws.root).expect(1, "statement.subject_mismatch", "a@1")
+    cli("verify", a, cwd=ws.root).expect(1, "ledger.inconsistent", "a@1")
+
+
+def test_entry_rewritten_with_its_leaf_hash_refused(ws, cli, make_file) -> None:  # type: ignore[no-untyped-def]
+    """An administrator rewrites a log entry consistently; the signed checkpoint exposes it."""
+    a = make_file(ws.root / "a.bin", b"artifact a")
+    b = make_file(ws.root / "b.bin", b"artifact b")
+    cli("record", a, "--name", "a", "--kind", "model", cwd=ws.root).expect(0)
+    cli("record", b, "--name", "b", "--kind", "model", cwd=ws.root).expect(0)
+    # Make a@1's rows say exactly what b@1's say (entry payload, leaf hash, index rows).
+    ws.sql("UPDATE ledger_entries SET payload = (SELECT payload FROM ledger_entries WHERE idx = 1)"
+           ", leaf_hash = (SELECT leaf_hash FROM ledger_entries WHERE idx = 1) WHERE idx = 0")
+    ws.sql("UPDATE signed_statements SET bundle = (SELECT bundle FROM signed_statements "
+           "WHERE version_id = 2), statement = (SELECT statement FROM signed_statements "
+           "WHERE version_id = 2) WHERE version_id = 1")
+    cli("verify", a, cwd=ws.root).expect(1, "merkle.inclusion_invalid", "a@1")
+    cli("audit", "verify", cwd=ws.root).expect(1, "audit.root_mismatch", "entry 0")
 
 
 def test_edited_statement_row_refused(ws, cli, make_file) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 # --- ledger entries ---------------------------------------------------------------------------
@@ -28,6 +28,44 @@ class LedgerEntry(LedgerEntryBase, table=True):
     __tablename__ = "ledger_entries"
 
     idx: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+
+
+# --- the Merkle log over the entries -------------------------------------------------------------
+
+
+class MerkleNode(SQLModel, table=True):
+    """The hash of the complete subtree of ``2**level`` leaves starting at ``index * 2**level``.
+
+    Every complete subtree is stored once, when the append that completes it commits, so roots and
+    proofs need O(log n) lookups and never a recomputation.
+    """
+
+    __tablename__ = "merkle_nodes"
+
+    level: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    index: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    hash: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False))
+
+
+class CheckpointRow(SQLModel, table=True):
+    """A signed checkpoint (C2SP tlog-checkpoint note) for every tree size the ledger reached."""
+
+    __tablename__ = "checkpoints"
+
+    size: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    root: str = Field(max_length=64)
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    frontier: str = Field(sa_column=Column(Text, nullable=False))  # base64 hashes, space-separated
+    created_at: datetime
+
+
+class LedgerMeta(SQLModel, table=True):
+    """Facts about the ledger itself: its origin (log name) and checkpoint verifier key."""
+
+    __tablename__ = "ledger_meta"
+
+    key: str = Field(primary_key=True, max_length=40)
+    value: str = Field(sa_column=Column(Text, nullable=False))
 
 
 # --- artifacts and their versions ---------------------------------------------------------------

@@ -7,7 +7,6 @@ derived from it, in one transaction that holds the append lock.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -16,14 +15,18 @@ from typing import Any
 
 from sqlalchemy import Engine, func
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
 from custody.errors import LedgerError, NotFoundError, UsageError
+from custody.provenance.checkpoint import NoteSigner
+from custody.provenance.ledger import log
 from custody.provenance.ledger.engine import check_schema, make_engine, redact, write_session
+from custody.provenance.ledger.log import NewEntry
 from custody.provenance.ledger.models import (
     Artifact,
     ArtifactVersion,
     ArtifactVersionPublic,
+    CheckpointRow,
     LedgerEntry,
     LineageEdge,
     ManifestFile,
@@ -36,11 +39,6 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 _DIGEST_RE = re.compile(r"^(sha256(?:-manifest-v1)?):([0-9a-f]{64})$")
 KINDS = ("dataset", "model")
 ACTIVITIES = ("trained_on", "derived_from", "evaluated_on", "converted_from")
-
-
-def leaf_hash(payload: bytes) -> str:
-    """RFC 6962 leaf hash: SHA-256(0x00 || entry)."""
-    return hashlib.sha256(b"\x00" + payload).hexdigest()
 
 
 def check_name(name: str) -> str:
@@ -67,6 +65,7 @@ class SignedRecord:
     bundle: str
     signer: str
     scan_report: dict[str, Any]
+    signer_key: str | None = None  # PEM public key for key-signed bundles, kept in the entry
 
 
 @dataclass(frozen=True)
@@ -78,24 +77,45 @@ class StoredRecord:
 
 
 class Ledger:
-    def __init__(self, engine: Engine, url: str):
+    def __init__(self, engine: Engine, url: str, signer: NoteSigner | None = None):
         self.engine = engine
         self.url = url
+        self.signer = signer
 
     @classmethod
-    def open(cls, url: str) -> Ledger:
+    def open(cls, url: str, *, signer: NoteSigner | None = None) -> Ledger:
+        """Open an existing ledger; ``signer`` (the ledger key) is needed only to append."""
+        from custody.provenance.ledger.migrate import current_revision, head_revision
+
         engine = make_engine(url, must_exist=True)
         check_schema(engine, url)
-        return cls(engine, url)
+        current, head = current_revision(engine), head_revision()
+        if current != head:
+            engine.dispose()
+            raise LedgerError(
+                f"ledger {redact(url)} has schema revision {current}, this Custody needs {head}",
+                hint="run `custody migrate` (after a backup) to upgrade it",
+            )
+        return cls(engine, url, signer)
 
     @classmethod
-    def create(cls, url: str) -> Ledger:
+    def create(cls, url: str, *, signer: NoteSigner) -> Ledger:
+        """Create the schema (Alembic migrations) and sign the empty tree's checkpoint."""
+        from custody.provenance.ledger.migrate import current_revision, upgrade
+
         engine = make_engine(url, must_exist=False)
         try:
-            SQLModel.metadata.create_all(engine)
+            if current_revision(engine) is not None:
+                raise LedgerError(
+                    f"{redact(url)} already holds a Custody ledger",
+                    hint="point the workspace at it with --ledger instead of creating it again",
+                )
+            upgrade(engine)
+            with write_session(engine) as session:
+                log.initialise(session, signer, datetime.now(UTC))
         except (DBAPIError, SQLAlchemyError) as exc:
             raise LedgerError(f"cannot create ledger at {redact(url)}: {exc}") from None
-        return cls(engine, url)
+        return cls(engine, url, signer)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -137,28 +157,39 @@ class Ledger:
             ).one()
             version = (last or 0) + 1
             signed = build(version)
-            payload = canonical_json(
+            digest = {"algorithm": manifest.algorithm, "value": manifest.digest}
+            version_payload = canonical_json(
                 {
                     "type": "artifact_version",
                     "name": name,
                     "kind": kind,
                     "version": version,
-                    "digest": {"algorithm": manifest.algorithm, "value": manifest.digest},
+                    "digest": digest,
                     "bundle": signed.bundle,
+                    "signer_key": signed.signer_key,
                 }
             )
-            head = session.exec(select(func.max(LedgerEntry.idx))).one()
-            idx = 0 if head is None else head + 1
-            session.add(
-                LedgerEntry(
-                    idx=idx,
-                    entry_type="artifact_version",
-                    payload=payload.decode("utf-8"),
-                    leaf_hash=leaf_hash(payload),
-                    created_at=now,
+            edge_payloads = [
+                canonical_json(
+                    {
+                        "type": "lineage_edge",
+                        "input": {"name": link.version.name, "version": link.version.version,
+                                  "digest": {"algorithm": link.version.digest_algorithm,
+                                             "value": link.version.digest}},
+                        "output": {"name": name, "version": version, "digest": digest},
+                        "activity": link.activity,
+                    }
                 )
+                for link in inputs
+            ]
+            indices = log.append_entries(
+                session,
+                [NewEntry("artifact_version", version_payload)]
+                + [NewEntry("lineage_edge", p) for p in edge_payloads],
+                self._signer(),
+                now,
             )
-            session.flush()
+            idx = indices[0]
             row = ArtifactVersion(
                 artifact_id=artifact_id,
                 version=version,
@@ -192,11 +223,48 @@ class Ledger:
                     input_version_id=link.version.id,
                     output_version_id=row_id,
                     activity=link.activity,
-                    entry_idx=idx,
+                    entry_idx=edge_idx,
                 )
-                for link in inputs
+                for link, edge_idx in zip(inputs, indices[1:], strict=True)
             )
             return _public(row, artifact)
+
+    def _signer(self) -> NoteSigner:
+        if self.signer is None:
+            raise UsageError(
+                "appending needs the ledger's checkpoint key, and none is configured",
+                hint="run in the workspace made by `custody init` (its config names ledger_key)",
+            )
+        return self.signer
+
+    # --- the log ---------------------------------------------------------------------------
+
+    def head(self) -> CheckpointRow:
+        with self._read() as session:
+            return log.latest_checkpoint(session)
+
+    def checkpoint(self, size: int) -> CheckpointRow:
+        with self._read() as session:
+            return log.checkpoint_at(session, size)
+
+    def meta(self) -> dict[str, str]:
+        with self._read() as session:
+            return log.read_meta(session)
+
+    def entry(self, idx: int) -> LedgerEntry:
+        with self._read() as session:
+            row = session.get(LedgerEntry, idx)
+        if row is None:
+            raise NotFoundError(f"the ledger has no entry {idx}")
+        return row
+
+    def prove_inclusion(self, idx: int, size: int) -> list[bytes]:
+        with self._read() as session:
+            return log.prove_inclusion(session, idx, size)
+
+    def prove_consistency(self, size1: int, size2: int) -> list[bytes]:
+        with self._read() as session:
+            return log.prove_consistency(session, size1, size2)
 
     # --- lookups ---------------------------------------------------------------------------
 
