@@ -89,9 +89,14 @@ def audit_ledger(
             report.ledger_key_pinned = False
             verifier = NoteVerifier.from_vkey(meta.get(META_VKEY, ""))
         roots = _checked_checkpoints(session, verifier, origin, report)
+        head = max(roots) if roots else 0
         frontier = CompactRange()
         checker = _EntryChecker(session)
         for entry in _entries(session):
+            if entry.idx >= head:
+                raise _fail(f"ledger entry {entry.idx} is not covered by any signed checkpoint "
+                            f"(the newest covers {head} entries): it was inserted",
+                            "audit.size_mismatch", f"entry {entry.idx}")
             if entry.idx != frontier.size:
                 what = "missing (deleted or renumbered)" if entry.idx > frontier.size else \
                     "out of order"
@@ -112,7 +117,6 @@ def audit_ledger(
                     "audit.root_mismatch", f"entry {entry.idx}")
             report.signatures += checker.check(entry, payload)
             report.entries += 1
-        head = max(roots) if roots else 0
         if frontier.size != head:
             raise _fail(f"the ledger has {frontier.size} entries but its newest signed "
                         f"checkpoint covers {head}: entries were deleted or inserted",
