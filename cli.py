@@ -268,6 +268,9 @@ def lineage_cmd(
     ] = True,
     depth: Annotated[int, typer.Option(min=1, max=1000, help="Maximum hops.")] = 10,
     fmt: Annotated[render.LineageFormat, typer.Option("--format")] = render.LineageFormat.TABLE,
+    as_of: Annotated[int | None, typer.Option(
+        "--as-of", metavar="CHECKPOINT_SIZE", min=0,
+        help="The graph as it was at that checkpoint (entries below that index).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show what REF was made from (upstream) or what was made from it (downstream)."""
@@ -275,7 +278,7 @@ def lineage_cmd(
 
     ledger = open_workspace_ledger(current_workspace())
     try:
-        graph = lineage(ledger, ref, upstream=upstream, depth=depth)
+        graph = lineage(ledger, ref, upstream=upstream, depth=depth, as_of=as_of)
     finally:
         ledger.close()
     render.lineage_render(graph, render.LineageFormat.JSON if want_json(as_json) else fmt)

@@ -45,11 +45,13 @@ class LineageGraph:
     direction: str
     nodes: tuple[LineageNode, ...]
     edges: tuple[LineageEdgeView, ...]
+    as_of: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "root": self.root,
             "direction": self.direction,
+            "as_of": self.as_of,
             "nodes": [n.to_json() for n in self.nodes],
             "edges": [e.to_json() for e in self.edges],
         }
@@ -77,30 +79,18 @@ def _dot_id(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\\\\n", "\\n") + '"'
 
 
-def lineage(ledger: Ledger, ref: str, *, upstream: bool = True, depth: int = 10
-            ) -> LineageGraph:
-    """Breadth-first walk from ``ref``, one query per level, each version visited once."""
-    root = ledger.resolve(ref)
-    seen: dict[int, LineageNode] = {root.id: LineageNode(root, 0)}
-    edges: list[LineageEdgeView] = []
-    frontier = [root.id]
-    level = 0
-    while frontier and level < depth:
-        level += 1
-        next_frontier: list[int] = []
-        by_id = {n.version.id: n.version for n in seen.values()}
-        for edge, other in ledger.edges(frontier, upstream=upstream):
-            here_id = edge.output_version_id if upstream else edge.input_version_id
-            here = by_id[here_id]
-            src, dst = (other, here) if upstream else (here, other)
-            edges.append(LineageEdgeView(src.ref, dst.ref, edge.activity))
-            if other.id not in seen:
-                seen[other.id] = LineageNode(other, level)
-                next_frontier.append(other.id)
-        frontier = next_frontier
-    return LineageGraph(
-        root=root.ref,
-        direction="upstream" if upstream else "downstream",
-        nodes=tuple(sorted(seen.values(), key=lambda n: (n.depth, n.version.ref))),
-        edges=tuple(edges),
-    )
+def lineage(ledger: Ledger, ref: str, *, upstream: bool = True, depth: int = 10,
+            as_of: int | None = None) -> LineageGraph:
+    """The graph within ``depth`` hops of ``ref`` (one recursive query), as of a checkpoint."""
+    root = ledger.resolve(ref, as_of=as_of)
+    rows, versions = ledger.walk(root, upstream=upstream, depth=depth, as_of=as_of)
+    node_depth = {root.id: 0}
+    for row in rows:
+        other = row.input_id if upstream else row.output_id
+        node_depth[other] = min(node_depth.get(other, row.depth), row.depth)
+    nodes = tuple(sorted((LineageNode(versions[i], d) for i, d in node_depth.items()),
+                         key=lambda n: (n.depth, n.version.ref)))
+    edges = tuple(LineageEdgeView(versions[r.input_id].ref, versions[r.output_id].ref,
+                                  r.activity) for r in rows)
+    return LineageGraph(root=root.ref, direction="upstream" if upstream else "downstream",
+                        nodes=nodes, edges=edges, as_of=as_of)

@@ -251,3 +251,21 @@ def test_malicious_pickle_not_recorded(ws, cli) -> None:  # type: ignore[no-unty
     assert scan["max_severity"] == "critical"
     assert cli("scan", SAMPLES / "model.pkl", "--json", cwd=ws.root).expect(0).json()[
         "verdict"] == "clean"
+
+
+def test_lineage_as_of_a_checkpoint(ws, cli, make_file) -> None:  # type: ignore[no-untyped-def]
+    d = make_file(ws.root / "d.bin", b"data")
+    m = make_file(ws.root / "m.bin", b"model one")
+    cli("record", d, "--name", "d", "--kind", "dataset", cwd=ws.root).expect(0)
+    cli("record", m, "--name", "m", "--kind", "model", "--input", "d", cwd=ws.root).expect(0)
+    size = int(cli("audit", "checkpoint", cwd=ws.root).expect(0).out.splitlines()[1])
+    make_file(m, b"model two")
+    cli("record", m, "--name", "m", "--kind", "model", "--input", "d", cwd=ws.root).expect(0)
+    now = cli("lineage", "d", "--downstream", "--json", cwd=ws.root).expect(0).json()
+    assert {n["ref"] for n in now["nodes"]} == {"d@1", "m@1", "m@2"}
+    then = cli("lineage", "d", "--downstream", "--as-of", str(size), "--json",
+               cwd=ws.root).expect(0).json()
+    assert {n["ref"] for n in then["nodes"]} == {"d@1", "m@1"}
+    assert then["as_of"] == size
+    cli("lineage", "m@2", "--as-of", str(size), cwd=ws.root).expect(2, "no version 2")
+    cli("lineage", "m", "--as-of", str(size), "--json", cwd=ws.root).expect(0)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, and_, func
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
@@ -21,6 +21,7 @@ from custody.errors import LedgerError, NotFoundError, UsageError
 from custody.provenance.checkpoint import NoteSigner
 from custody.provenance.ledger import log
 from custody.provenance.ledger.engine import check_schema, make_engine, redact, write_session
+from custody.provenance.ledger.graph import NO_LIMIT, EdgeRow, walk_edges
 from custody.provenance.ledger.log import NewEntry
 from custody.provenance.ledger.models import (
     Artifact,
@@ -268,13 +269,18 @@ class Ledger:
 
     # --- lookups ---------------------------------------------------------------------------
 
-    def resolve(self, ref: str) -> ArtifactVersionPublic:
-        """``NAME@VERSION``, ``NAME`` (latest) or ``sha256:HEX`` → one recorded version."""
+    def resolve(self, ref: str, *, as_of: int | None = None) -> ArtifactVersionPublic:
+        """``NAME@VERSION``, ``NAME`` (latest) or ``sha256:HEX`` → one recorded version.
+
+        With ``as_of`` (a checkpoint size), only versions recorded before it exist.
+        """
         ref = ref.strip()
         digest = _DIGEST_RE.match(ref)
+        limit = col(ArtifactVersion.entry_idx) < (as_of if as_of is not None else NO_LIMIT)
         with self._read() as session:
             if digest:
-                rows = self._versions(session, ArtifactVersion.digest == digest.group(2))
+                rows = self._versions(
+                    session, and_(col(ArtifactVersion.digest) == digest.group(2), limit))
                 rows = [r for r in rows if r.digest_algorithm == digest.group(1)]
                 if not rows:
                     raise NotFoundError(f"no recorded artifact has digest {ref}", subject=ref)
@@ -286,12 +292,13 @@ class Ledger:
                     hint="use NAME, NAME@VERSION (a number) or sha256:HEX",
                 )
             check_name(name)
-            cond = Artifact.name == name
+            cond = and_(col(Artifact.name) == name, limit)
             if sep:
-                cond = cond & (ArtifactVersion.version == int(number))
+                cond = and_(cond, col(ArtifactVersion.version) == int(number))
             rows = self._versions(session, cond)
             if not rows:
                 what = f"{name} has no version {number}" if sep else f"no artifact named {name}"
+                what += f" as of checkpoint {as_of}" if as_of is not None else ""
                 raise NotFoundError(
                     f"{what} in the ledger", hint="list artifacts with `custody lineage`",
                     subject=ref,
@@ -358,6 +365,16 @@ class Ledger:
                 for v in self._versions(session, col(ArtifactVersion.id).in_(other_ids))
             } if other_ids else {}
         return [(e, others[there(e)]) for e in edges]
+
+    def walk(self, root: ArtifactVersionPublic, *, upstream: bool, depth: int,
+             as_of: int | None = None) -> tuple[list[EdgeRow], dict[int, ArtifactVersionPublic]]:
+        """Edges within ``depth`` hops (recursive CTE) and every version they touch."""
+        with self._read() as session:
+            rows = walk_edges(session, root.id, upstream=upstream, depth=depth, as_of=as_of)
+            ids = sorted({r.input_id for r in rows} | {r.output_id for r in rows} | {root.id})
+            versions = {v.id: v for v in self._versions(session, col(ArtifactVersion.id)
+                                                        .in_(ids))}
+        return rows, versions
 
     def entry_count(self) -> int:
         with self._read() as session:
