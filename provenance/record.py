@@ -10,15 +10,9 @@ from pathlib import Path
 from custody.errors import ScanRefusedError, UsageError
 from custody.provenance.attestation import RecordedInput, build_statement
 from custody.provenance.hashing import ProgressCallback, hash_path
+from custody.provenance.ledger.append import InputLink, SignedRecord
 from custody.provenance.ledger.models import ArtifactVersionPublic
-from custody.provenance.ledger.store import (
-    ACTIVITIES,
-    KINDS,
-    InputLink,
-    Ledger,
-    SignedRecord,
-    check_name,
-)
+from custody.provenance.ledger.store import ACTIVITIES, KINDS, Ledger, check_name
 from custody.provenance.manifest import Manifest
 from custody.signing.interface import Signer
 from custody.validators.findings import ScanReport, Severity

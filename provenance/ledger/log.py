@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, tuple_
+from sqlalchemy import Connection, func, insert, tuple_
 from sqlmodel import Session, col, select
 
 from custody.errors import LedgerError
@@ -32,6 +32,10 @@ from custody.provenance.merkle import (
     inclusion_plan,
     leaf_hash,
 )
+
+_ENTRIES = LedgerEntry.__table__  # type: ignore[attr-defined]
+_NODES = MerkleNode.__table__  # type: ignore[attr-defined]
+_CHECKPOINTS = CheckpointRow.__table__  # type: ignore[attr-defined]
 
 META_ORIGIN = "origin"
 META_VKEY = "checkpoint_vkey"
@@ -85,67 +89,64 @@ def initialise(session: Session, signer: NoteSigner, now: datetime) -> None:
     """Write the ledger's identity and the signed checkpoint of the empty tree."""
     session.add(LedgerMeta(key=META_ORIGIN, value=signer.name))
     session.add(LedgerMeta(key=META_VKEY, value=signer.verifier().vkey))
-    empty = CompactRange()
-    _add_checkpoint(session, signer, empty, now)
+    session.add(CheckpointRow.model_validate(_checkpoint_values(signer, CompactRange(), now)))
 
 
 def append_entries(
-    session: Session, entries: Sequence[NewEntry], signer: NoteSigner, now: datetime
+    conn: Connection, entries: Sequence[NewEntry], signer: NoteSigner, now: datetime
 ) -> list[int]:
-    """Append ``entries`` as the next leaves and sign the new head; return their indices."""
-    head = latest_checkpoint(session)
-    beyond = session.exec(select(func.max(LedgerEntry.idx))).one()
-    if beyond is not None and beyond >= head.size:
+    """Append ``entries`` as the next leaves and sign the new head; return their indices.
+
+    The caller holds the append lock and has checked that ``signer`` is this ledger's key.
+    """
+    head = conn.execute(
+        select(_CHECKPOINTS.c.size, _CHECKPOINTS.c.frontier)
+        .order_by(_CHECKPOINTS.c.size.desc()).limit(1)
+    ).first()
+    if head is None:
+        raise LedgerError("the ledger has no checkpoint: it was not created by `custody init`",
+                          hint="run `custody audit verify`")
+    size, frontier_text = int(head.size), str(head.frontier)
+    beyond = conn.execute(select(func.max(_ENTRIES.c.idx))).scalar()
+    if beyond is not None and beyond >= size:
         raise LedgerError(
             f"the ledger holds entry {beyond}, beyond its latest signed checkpoint "
-            f"(size {head.size}): it was written around the log",
+            f"(size {size}): it was written around the log",
             hint="run `custody audit verify`; do not append until it passes",
         )
+    frontier = decode_frontier(size, frontier_text)
+    rows: list[dict[str, object]] = []
+    nodes: list[dict[str, object]] = []
+    for entry in entries:
+        leaf = leaf_hash(entry.payload)
+        rows.append({"idx": frontier.size, "entry_type": entry.entry_type,
+                     "payload": entry.payload.decode("utf-8"), "leaf_hash": leaf.hex(),
+                     "created_at": now})
+        nodes.extend({"level": n.level, "index": n.index, "hash": n.hash}
+                     for n in frontier.append(leaf))
+    conn.execute(insert(_ENTRIES), rows)
+    conn.execute(insert(_NODES), nodes)
+    conn.execute(insert(_CHECKPOINTS), _checkpoint_values(signer, frontier, now))
+    return [int(str(r["idx"])) for r in rows]
+
+
+def check_signer(session: Session, signer: NoteSigner) -> None:
+    """Refuse a checkpoint key that is not this ledger's."""
     meta = read_meta(session)
-    if meta.get(META_ORIGIN) != signer.name:
+    if meta.get(META_VKEY) != signer.verifier().vkey:
         raise LedgerError(
-            f"this ledger's origin is {meta.get(META_ORIGIN)!r}, but the ledger key is for "
-            f"{signer.name!r}",
+            f"the ledger key {signer.name!r} is not this ledger's checkpoint key "
+            f"({meta.get(META_ORIGIN)!r})",
             hint="use the ledger key made by `custody init` for this ledger",
         )
-    frontier = decode_frontier(head.size, head.frontier)
-    indices: list[int] = []
-    nodes: list[MerkleNode] = []
-    for entry in entries:
-        idx = frontier.size
-        leaf = leaf_hash(entry.payload)
-        session.add(
-            LedgerEntry(
-                idx=idx,
-                entry_type=entry.entry_type,
-                payload=entry.payload.decode("utf-8"),
-                leaf_hash=leaf.hex(),
-                created_at=now,
-            )
-        )
-        nodes.extend(MerkleNode(level=n.level, index=n.index, hash=n.hash)
-                     for n in frontier.append(leaf))
-        indices.append(idx)
-    session.flush()
-    session.add_all(nodes)
-    _add_checkpoint(session, signer, frontier, now)
-    return indices
 
 
-def _add_checkpoint(
-    session: Session, signer: NoteSigner, frontier: CompactRange, now: datetime
-) -> None:
+def _checkpoint_values(signer: NoteSigner, frontier: CompactRange, now: datetime
+                       ) -> dict[str, object]:
     root = frontier.root()
     note = sign_checkpoint(Checkpoint(signer.name, frontier.size, root), signer)
-    session.add(
-        CheckpointRow(
-            size=frontier.size,
-            root=root.hex(),
-            note=note.decode("utf-8"),
-            frontier=encode_frontier(frontier.hashes),
-            created_at=now,
-        )
-    )
+    return {"size": frontier.size, "root": root.hex(), "note": note.decode("utf-8"),
+            "frontier": encode_frontier(frontier.hashes), "created_at": now}
 
 
 def fetch_nodes(session: Session, plan: ProofPlan) -> dict[NodeID, bytes]:

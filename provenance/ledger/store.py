@@ -19,10 +19,10 @@ from sqlmodel import Session, col, select
 
 from custody.errors import LedgerError, NotFoundError, UsageError
 from custody.provenance.checkpoint import NoteSigner
-from custody.provenance.ledger import log
+from custody.provenance.ledger import append, log
+from custody.provenance.ledger.append import InputLink, SignedRecord
 from custody.provenance.ledger.engine import check_schema, make_engine, redact, write_session
 from custody.provenance.ledger.graph import NO_LIMIT, EdgeRow, walk_edges
-from custody.provenance.ledger.log import NewEntry
 from custody.provenance.ledger.models import (
     Artifact,
     ArtifactVersion,
@@ -34,7 +34,6 @@ from custody.provenance.ledger.models import (
     SignedStatement,
 )
 from custody.provenance.manifest import Manifest
-from custody.signing.statement import canonical_json
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 _DIGEST_RE = re.compile(r"^(sha256(?:-manifest-v1)?):([0-9a-f]{64})$")
@@ -53,23 +52,6 @@ def check_name(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class InputLink:
-    version: ArtifactVersionPublic
-    activity: str
-
-
-@dataclass(frozen=True)
-class SignedRecord:
-    """What the record flow hands the ledger for one new version, already signed."""
-
-    statement: bytes
-    bundle: str
-    signer: str
-    scan_report: dict[str, Any]
-    signer_key: str | None = None  # PEM public key for key-signed bundles, kept in the entry
-
-
-@dataclass(frozen=True)
 class StoredRecord:
     version: ArtifactVersionPublic
     statement: bytes
@@ -82,6 +64,7 @@ class Ledger:
         self.engine = engine
         self.url = url
         self.signer = signer
+        self._signer_checked = False
 
     @classmethod
     def open(cls, url: str, *, signer: NoteSigner | None = None) -> Ledger:
@@ -138,97 +121,12 @@ class Ledger:
     ) -> ArtifactVersionPublic:
         """Append the next version of ``name``; ``build(version)`` signs it under the lock."""
         check_name(name)
-        now = datetime.now(UTC)
+        signer = self._signer()
         with write_session(self.engine) as session:
-            artifact = session.exec(select(Artifact).where(Artifact.name == name)).first()
-            if artifact is None:
-                artifact = Artifact(name=name, kind=kind, created_at=now)
-                session.add(artifact)
-                session.flush()
-            elif artifact.kind != kind:
-                raise UsageError(
-                    f"{name} is recorded as a {artifact.kind}, not a {kind}",
-                    hint=f"use --kind {artifact.kind} or another name",
-                )
-            artifact_id = _row_id(artifact.id)
-            last = session.exec(
-                select(func.max(ArtifactVersion.version)).where(
-                    ArtifactVersion.artifact_id == artifact_id
-                )
-            ).one()
-            version = (last or 0) + 1
-            signed = build(version)
-            digest = {"algorithm": manifest.algorithm, "value": manifest.digest}
-            version_payload = canonical_json(
-                {
-                    "type": "artifact_version",
-                    "name": name,
-                    "kind": kind,
-                    "version": version,
-                    "digest": digest,
-                    "bundle": signed.bundle,
-                    "signer_key": signed.signer_key,
-                }
+            return append.append_version(
+                session.connection(), name=name, kind=kind, manifest=manifest, inputs=inputs,
+                build=build, signer=signer, now=datetime.now(UTC),
             )
-            edge_payloads = [
-                canonical_json(
-                    {
-                        "type": "lineage_edge",
-                        "input": {"name": link.version.name, "version": link.version.version,
-                                  "digest": {"algorithm": link.version.digest_algorithm,
-                                             "value": link.version.digest}},
-                        "output": {"name": name, "version": version, "digest": digest},
-                        "activity": link.activity,
-                    }
-                )
-                for link in inputs
-            ]
-            indices = log.append_entries(
-                session,
-                [NewEntry("artifact_version", version_payload)]
-                + [NewEntry("lineage_edge", p) for p in edge_payloads],
-                self._signer(),
-                now,
-            )
-            idx = indices[0]
-            row = ArtifactVersion(
-                artifact_id=artifact_id,
-                version=version,
-                digest_algorithm=manifest.algorithm,
-                digest=manifest.digest,
-                size=manifest.total_size,
-                file_count=len(manifest.files),
-                signer=signed.signer,
-                scan_verdict=str(signed.scan_report.get("verdict", "error")),
-                scan_max_severity=signed.scan_report.get("max_severity"),
-                recorded_at=now,
-                entry_idx=idx,
-            )
-            session.add(row)
-            session.flush()
-            row_id = _row_id(row.id)
-            session.add_all(
-                ManifestFile(version_id=row_id, relpath=f.relpath, size=f.size, sha256=f.sha256)
-                for f in manifest.files
-            )
-            session.add(
-                SignedStatement(
-                    version_id=row_id,
-                    statement=signed.statement.decode("utf-8"),
-                    bundle=signed.bundle,
-                    scan_report=canonical_json(signed.scan_report).decode("utf-8"),
-                )
-            )
-            session.add_all(
-                LineageEdge(
-                    input_version_id=link.version.id,
-                    output_version_id=row_id,
-                    activity=link.activity,
-                    entry_idx=edge_idx,
-                )
-                for link, edge_idx in zip(inputs, indices[1:], strict=True)
-            )
-            return _public(row, artifact)
 
     def _signer(self) -> NoteSigner:
         if self.signer is None:
@@ -236,6 +134,10 @@ class Ledger:
                 "appending needs the ledger's checkpoint key, and none is configured",
                 hint="run in the workspace made by `custody init` (its config names ledger_key)",
             )
+        if not self._signer_checked:
+            with self._read() as session:
+                log.check_signer(session, self.signer)
+            self._signer_checked = True
         return self.signer
 
     # --- the log ---------------------------------------------------------------------------

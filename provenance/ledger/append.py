@@ -1,0 +1,133 @@
+"""One append: the next version of an artifact, its lineage edges, their log leaves, the new head.
+
+Runs inside the write transaction that holds the append lock, with SQLAlchemy Core statements
+(the ORM's unit of work costs more than the whole append otherwise). Nothing here updates or
+deletes a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select
+
+from custody.errors import UsageError
+from custody.provenance.checkpoint import NoteSigner
+from custody.provenance.ledger import log
+from custody.provenance.ledger.log import NewEntry
+from custody.provenance.ledger.models import (
+    Artifact,
+    ArtifactVersion,
+    ArtifactVersionPublic,
+    LineageEdge,
+    ManifestFile,
+    SignedStatement,
+)
+from custody.provenance.manifest import Manifest
+from custody.signing.statement import canonical_json
+
+_ARTIFACTS = Artifact.__table__  # type: ignore[attr-defined]
+_VERSIONS = ArtifactVersion.__table__  # type: ignore[attr-defined]
+_FILES = ManifestFile.__table__  # type: ignore[attr-defined]
+_STATEMENTS = SignedStatement.__table__  # type: ignore[attr-defined]
+_EDGES = LineageEdge.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class InputLink:
+    version: ArtifactVersionPublic
+    activity: str
+
+
+@dataclass(frozen=True)
+class SignedRecord:
+    """What the record flow hands the ledger for one new version, already signed."""
+
+    statement: bytes
+    bundle: str
+    signer: str
+    scan_report: dict[str, Any]
+    signer_key: str | None = None  # PEM public key for key-signed bundles, kept in the entry
+
+
+def append_version(
+    conn: Connection,
+    *,
+    name: str,
+    kind: str,
+    manifest: Manifest,
+    inputs: Sequence[InputLink],
+    build: Callable[[int], SignedRecord],
+    signer: NoteSigner,
+    now: datetime,
+) -> ArtifactVersionPublic:
+    artifact_id = _artifact_id(conn, name, kind, now)
+    last = conn.execute(
+        select(func.max(_VERSIONS.c.version)).where(_VERSIONS.c.artifact_id == artifact_id)
+    ).scalar()
+    version = int(last or 0) + 1
+    signed = build(version)
+    digest = {"algorithm": manifest.algorithm, "value": manifest.digest}
+    entries = [NewEntry("artifact_version", canonical_json({
+        "type": "artifact_version", "name": name, "kind": kind, "version": version,
+        "digest": digest, "bundle": signed.bundle, "signer_key": signed.signer_key,
+    }))]
+    entries += [NewEntry("lineage_edge", canonical_json({
+        "type": "lineage_edge",
+        "input": {"name": link.version.name, "version": link.version.version,
+                  "digest": {"algorithm": link.version.digest_algorithm,
+                             "value": link.version.digest}},
+        "output": {"name": name, "version": version, "digest": digest},
+        "activity": link.activity,
+    })) for link in inputs]
+    indices = log.append_entries(conn, entries, signer, now)
+    values: dict[str, Any] = {
+        "artifact_id": artifact_id,
+        "version": version,
+        "digest_algorithm": manifest.algorithm,
+        "digest": manifest.digest,
+        "size": manifest.total_size,
+        "file_count": len(manifest.files),
+        "signer": signed.signer,
+        "scan_verdict": str(signed.scan_report.get("verdict", "error")),
+        "scan_max_severity": signed.scan_report.get("max_severity"),
+        "recorded_at": now,
+        "entry_idx": indices[0],
+    }
+    version_id = int(conn.execute(insert(_VERSIONS).returning(_VERSIONS.c.id), values).scalar_one())
+    conn.execute(insert(_FILES), [
+        {"version_id": version_id, "relpath": f.relpath, "size": f.size, "sha256": f.sha256}
+        for f in manifest.files
+    ])
+    conn.execute(insert(_STATEMENTS), {
+        "version_id": version_id,
+        "statement": signed.statement.decode("utf-8"),
+        "bundle": signed.bundle,
+        "scan_report": canonical_json(signed.scan_report).decode("utf-8"),
+    })
+    if inputs:
+        conn.execute(insert(_EDGES), [
+            {"input_version_id": link.version.id, "output_version_id": version_id,
+             "activity": link.activity, "entry_idx": idx}
+            for link, idx in zip(inputs, indices[1:], strict=True)
+        ])
+    return ArtifactVersionPublic.model_validate({**values, "id": version_id, "name": name,
+                                                 "kind": kind})
+
+
+def _artifact_id(conn: Connection, name: str, kind: str, now: datetime) -> int:
+    row = conn.execute(
+        select(_ARTIFACTS.c.id, _ARTIFACTS.c.kind).where(_ARTIFACTS.c.name == name)
+    ).first()
+    if row is None:
+        return int(conn.execute(
+            insert(_ARTIFACTS).returning(_ARTIFACTS.c.id),
+            {"name": name, "kind": kind, "created_at": now},
+        ).scalar_one())
+    if row.kind != kind:
+        raise UsageError(f"{name} is recorded as a {row.kind}, not a {kind}",
+                         hint=f"use --kind {row.kind} or another name")
+    return int(row.id)
