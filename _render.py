@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from custody.errors import CustodyError
     from custody.provenance.lineage import LineageGraph
     from custody.provenance.manifest import Manifest
+    from custody.provenance.verify import VerificationReport
     from custody.validators.findings import ScanReport
 
 
@@ -129,6 +130,19 @@ def scan_table(report: ScanReport) -> None:
     for f in sorted(report.findings, key=lambda f: (-f.severity, f.path)):
         table.add_row(f.severity.label, f.rule_id, f.path, f.location, f.message)
     out().print(table)
+
+
+def verification(path: object, report: VerificationReport) -> None:
+    a = report.artifact
+    out().print(f"[green]VERIFIED[/] {esc(path)}: {esc(a.ref)} {report.manifest.ref}")
+    lines = [f"  signer: {esc(a.signer)}", f"  scan: {report.scan.verdict.value}"]
+    if a.inclusion:
+        lines.append(f"  ledger: entry #{a.inclusion['index']} included in the signed "
+                     f"checkpoint of size {a.inclusion['tree_size']}")
+    lines.append(f"  upstream: {len(report.chain)} record(s) verified")
+    lines.extend(f"    {esc(n.ref)} ({n.kind}, depth {n.depth}) signed by {esc(n.signer[:40])}"
+                 for n in report.chain)
+    err().print("\n".join(lines))
 
 
 def lineage_render(graph: LineageGraph, fmt: LineageFormat) -> None:

@@ -19,8 +19,10 @@ from custody._cli_common import (
     STATE,
     JsonOpt,
     SymlinkOpt,
+    build_policy,
     current_workspace,
     open_workspace_ledger,
+    optional_workspace,
     parse_threshold,
     read_bytes,
     read_text,
@@ -198,8 +200,23 @@ def verify_cmd(
     keys: Annotated[list[Path] | None, typer.Option(
         "--key", metavar="PUB", help="Trusted public key (repeatable; default: the workspace's "
         "trusted_keys).")] = None,
+    identity: Annotated[str | None, typer.Option(
+        help="Trusted Sigstore keyless identity (certificate SAN), exact.")] = None,
+    identity_regexp: Annotated[str | None, typer.Option(
+        help="Trusted keyless identity as a regular expression (full match).")] = None,
+    issuer: Annotated[str | None, typer.Option(
+        help="OIDC issuer of the keyless identity, exact (required with --identity*).")] = None,
+    ca_certs: Annotated[list[Path] | None, typer.Option(
+        "--ca-cert", metavar="PEM", help="Trusted CA root for certificate-chain signatures.")
+    ] = None,
+    trusted_root: Annotated[Path | None, typer.Option(
+        help="Pinned Sigstore trusted_root.json (fully offline).")] = None,
+    staging: Annotated[bool, typer.Option(
+        "--staging", help="Trust Sigstore staging instead of production (TUF, online).")
+    ] = False,
     bundle: Annotated[Path | None, typer.Option(
-        "--bundle", help="Verify against this sidecar bundle instead of the ledger.")] = None,
+        "--bundle", help="Verify against this signature (Sigstore bundle, model.sig) instead "
+        "of the ledger.")] = None,
     receipt: Annotated[Path | None, typer.Option(
         "--receipt", help="Verify offline against an inclusion receipt (`custody audit prove`)."
     )] = None,
@@ -212,25 +229,27 @@ def verify_cmd(
 ) -> None:
     """Re-hash PATH and check its record, signature, scan and upstream chain (exit 1 refused)."""
     from custody.provenance.checkpoint import NoteVerifier
-    from custody.provenance.policy import Policy
 
     if bundle is not None and receipt is not None:
         raise UsageError("give --bundle or --receipt, not both")
-    offline = (bundle is not None or receipt is not None) and keys and (
-        receipt is None or ledger_vkey)
-    ws = None if offline else current_workspace()
-    trusted = keys or (list(ws.trusted_keys) if ws else [])
-    policy = Policy.from_key_files(trusted, scan_threshold=parse_threshold(threshold))
+    explicit = bool(keys or identity or identity_regexp or issuer or ca_certs)
+    standalone = bundle is not None or receipt is not None
+    ws = optional_workspace() if standalone else current_workspace()
+    policy = build_policy(
+        keys=keys or ([] if explicit or ws is None else list(ws.trusted_keys)),
+        identity=identity, identity_regexp=identity_regexp, issuer=issuer,
+        ca_certs=ca_certs or [], trusted_root=trusted_root, staging=staging,
+        threshold=threshold)
     pinned = NoteVerifier.from_vkey(ledger_vkey) if ledger_vkey else (
         ws.ledger_verifier() if ws else None)
     with render.progress("hashing", size_hint(path), enabled=not want_json(as_json)) as tick:
         if bundle is not None:
-            from custody.provenance.verify import verify_bundle_file
+            from custody.provenance.verify_bundle import verify_standalone
 
-            report = verify_bundle_file(path, read_text(bundle), policy, source=str(bundle),
-                                        allow_symlinks=allow_symlinks)
+            report = verify_standalone(path, read_text(bundle), policy, bundle_path=bundle,
+                                       allow_symlinks=allow_symlinks)
         elif receipt is not None:
-            from custody.provenance.verify import verify_receipt_file
+            from custody.provenance.verify_bundle import verify_receipt_file
 
             if pinned is None:
                 raise UsageError("checking a receipt needs the ledger's key",
@@ -248,16 +267,8 @@ def verify_cmd(
                 ledger.close()
     if want_json(as_json):
         render.emit_json({"ok": True, **report.to_json()})
-    else:
-        a = report.artifact
-        render.out().print(f"[green]VERIFIED[/] {render.esc(path)}: {a.ref} "
-                           f"{report.manifest.ref}")
-        where = (f"\n  ledger: entry #{a.inclusion['index']} included in the signed checkpoint "
-                 f"of size {a.inclusion['tree_size']}" if a.inclusion else "")
-        render.err().print(f"  signer: {a.signer}\n  scan: {report.scan.verdict.value}{where}\n"
-                           f"  upstream: {len(report.chain)} record(s) verified"
-                           + "".join(f"\n    {n.ref} ({n.kind}, depth {n.depth}) signed by "
-                                     f"{n.signer[:28]}…" for n in report.chain))
+        return
+    render.verification(path, report)
 
 
 @app.command("lineage")

@@ -20,7 +20,7 @@ from custody.provenance.ledger.store import Ledger
 from custody.provenance.manifest import Manifest, diff_manifests
 from custody.provenance.policy import Policy
 from custody.provenance.record import scan_manifest
-from custody.provenance.transparency import InclusionChecker, open_receipt
+from custody.provenance.transparency import InclusionChecker
 from custody.signing.statement import Statement
 from custody.validators.findings import ScanReport, Severity
 from custody.validators.interface import ScanOptions
@@ -97,7 +97,7 @@ def verify(
             rule="artifact.manifest_mismatch",
             subject=str(path),
         )
-    scan = _scan(path, manifest, policy)
+    scan = scan_or_refuse(path, manifest, policy)
     node = NodeResult(
         ref=version.ref,
         kind=version.kind,
@@ -114,51 +114,7 @@ def verify(
     return VerificationReport(str(path), manifest, node, scan, chain)
 
 
-def verify_receipt_file(
-    path: Path, receipt: bytes, policy: Policy, ledger_verifier: NoteVerifier, *, source: str,
-    allow_symlinks: bool = False,
-) -> VerificationReport:
-    """Verify ``path`` offline against an inclusion receipt from ``custody audit prove``."""
-    payload = open_receipt(receipt, ledger_verifier, subject=source)
-    report = verify_bundle_file(path, str(payload.get("bundle", "")), policy, source=source,
-                                allow_symlinks=allow_symlinks)
-    node = report.artifact
-    if node.ref != f"{payload.get('name')}@{payload.get('version')}":
-        raise VerificationError(f"{source}: the receipt's entry and its bundle disagree",
-                                rule="receipt.inconsistent", subject=source)
-    return report
-
-
-def verify_bundle_file(
-    path: Path, bundle_text: str, policy: Policy, *, source: str, allow_symlinks: bool = False
-) -> VerificationReport:
-    """Verify ``path`` against a standalone (sidecar) bundle, with no ledger."""
-    manifest = hash_path(path, allow_symlinks=allow_symlinks)
-    verified = policy.verifier().verify_bundle(bundle_text, source=source)
-    claims = parse_claims(Statement.from_bytes(verified.payload), source=source)
-    if claims.manifest.digest != manifest.digest or claims.manifest != manifest:
-        diff = diff_manifests(claims.manifest, manifest).describe()
-        raise VerificationError(
-            f"{path} is not the artifact {source} was signed for "
-            f"({claims.name}@{claims.version}: {diff})",
-            rule="statement.subject_mismatch",
-            hint="the bundle belongs to other bytes; use the bundle recorded for this artifact",
-            subject=str(path),
-        )
-    scan = _scan(path, manifest, policy)
-    node = NodeResult(
-        ref=f"{claims.name}@{claims.version}",
-        kind=claims.kind,
-        digest=manifest.ref,
-        signer=verified.signer,
-        scan_verdict=scan.verdict.value,
-        depth=0,
-        inputs=tuple(f"{i.name}@{i.version}" for i in claims.inputs),
-    )
-    return VerificationReport(str(path), manifest, node, scan)
-
-
-def _scan(path: Path, manifest: Manifest, policy: Policy) -> ScanReport:
+def scan_or_refuse(path: Path, manifest: Manifest, policy: Policy) -> ScanReport:
     options = ScanOptions(extra_safe_globals=policy.extra_safe_globals)
     scan = scan_manifest(path, manifest, threshold=policy.scan_threshold, options=options)
     if scan.refused:
