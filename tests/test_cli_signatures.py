@@ -1,4 +1,4 @@
-"""Standalone signatures through `custody verify --bundle`: every Sigstore and OMS vector, offline."""
+"""Standalone signatures via `custody verify --bundle`: every Sigstore and OMS vector, offline."""
 
 from __future__ import annotations
 
