@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from custody.provenance.ledger.store import Ledger
     from custody.provenance.policy import Policy
     from custody.provenance.workspace import Workspace
+    from custody.signing.interface import Signer
 
 STATE: dict[str, Any] = {"ledger": None, "json": False}
 
@@ -106,3 +107,47 @@ def build_policy(
         sigstore=trust,
         scan_threshold=parse_threshold(threshold),
     )
+
+
+def make_signer(
+    ws: Workspace,
+    *,
+    key: Path | None,
+    cert: Path | None,
+    cert_chain: list[Path],
+    sigstore: bool,
+    staging: bool,
+    trust_config: Path | None,
+    identity_token: str | None,
+) -> Signer:
+    """The signer chosen by the record options: Sigstore keyless, X.509 chain, or an EC key."""
+    import sys
+
+    if sigstore:
+        if key or cert:
+            raise UsageError("--sigstore signs keylessly: drop --key and --cert")
+        if staging and trust_config is not None:
+            raise UsageError("give --staging or --trust-config, not both")
+        from custody.signing.sigstore_sign import SigningTrust, SigstoreSigner
+        from custody.signing.sigstore_verify import Instance
+
+        trust = SigningTrust(instance=Instance.STAGING if staging else Instance.PRODUCTION,
+                             trust_config=trust_config)
+        return SigstoreSigner(trust, identity_token=identity_token,
+                              interactive=sys.stdin.isatty())
+    if staging or trust_config or identity_token:
+        raise UsageError("--staging, --trust-config and --identity-token go with --sigstore")
+    key_path = key or ws.signing_key
+    if key_path is None:
+        raise UsageError("no signing key", hint="pass --key FILE, --sigstore, or run "
+                         "`custody init`")
+    if cert is not None:
+        from custody.signing.cert_signer import CertChainSigner
+
+        return CertChainSigner.from_files(key_path, cert, cert_chain)
+    if cert_chain:
+        raise UsageError("--cert-chain goes with --cert")
+    from custody.signing.key_signer import ECKeySigner
+    from custody.signing.keys import load_private_key
+
+    return ECKeySigner(load_private_key(key_path))

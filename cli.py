@@ -21,6 +21,7 @@ from custody._cli_common import (
     SymlinkOpt,
     build_policy,
     current_workspace,
+    make_signer,
     open_workspace_ledger,
     optional_workspace,
     parse_threshold,
@@ -154,37 +155,55 @@ def record_cmd(
     activity: Annotated[str, typer.Option(
         help="trained_on, derived_from, evaluated_on or converted_from.")] = "trained_on",
     key: Annotated[Path | None, typer.Option("--key", help="EC private key (PEM).")] = None,
+    cert: Annotated[Path | None, typer.Option(
+        "--cert", metavar="PEM", help="Sign with --key and this X.509 certificate.")] = None,
+    cert_chain: Annotated[list[Path] | None, typer.Option(
+        "--cert-chain", metavar="PEM", help="Intermediate certificates for --cert.")] = None,
+    sigstore: Annotated[bool, typer.Option(
+        "--sigstore", help="Sign keylessly with Sigstore (Fulcio + Rekor; needs the network).")
+    ] = False,
+    staging: Annotated[bool, typer.Option("--staging", help="Use Sigstore staging.")] = False,
+    trust_config: Annotated[Path | None, typer.Option(
+        help="Sigstore ClientTrustConfig JSON (a private instance).")] = None,
+    identity_token: Annotated[str | None, typer.Option(
+        help="OIDC identity token for keyless signing (else ambient CI credentials, else a "
+        "browser flow).")] = None,
     threshold: Annotated[str, typer.Option(help="Lowest severity that refuses.")] = "medium",
     allow_flagged: Annotated[bool, typer.Option(
         "--allow-flagged", help="Record even if the scan flags it (verify will refuse it).")
     ] = False,
+    oms: Annotated[bool, typer.Option(
+        "--oms/--no-oms", help="Models: also sign in OpenSSF Model Signing form.")] = True,
     bundle_out: Annotated[Path | None, typer.Option(
         "--bundle-out", help="Also write the Sigstore bundle to this sidecar file.")] = None,
+    oms_out: Annotated[Path | None, typer.Option(
+        "--oms-out", help="Models: also write the OMS signature (model.sig) here.")] = None,
     allow_symlinks: SymlinkOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Hash, scan, sign and append PATH to the ledger; print NAME@VERSION and the digest."""
     from custody.provenance.record import record
-    from custody.signing.key_signer import ECKeySigner
-    from custody.signing.keys import load_private_key
 
     ws = current_workspace()
-    key_path = key or ws.signing_key
-    if key_path is None:
-        raise UsageError("no signing key", hint="pass --key FILE or run `custody init`")
-    signer = ECKeySigner(load_private_key(key_path))
+    signer = make_signer(ws, key=key, cert=cert, cert_chain=cert_chain or [], sigstore=sigstore,
+                         staging=staging, trust_config=trust_config,
+                         identity_token=identity_token)
     ledger = ws.open_ledger(append=True)
     try:
         with render.progress("hashing", size_hint(path), enabled=not want_json(as_json)) as tick:
             result = record(path, name=name, kind=kind, ledger=ledger, signer=signer,
                             inputs=inputs or [], activity=activity,
                             threshold=parse_threshold(threshold), allow_flagged=allow_flagged,
-                            allow_symlinks=allow_symlinks, progress=tick,
+                            allow_symlinks=allow_symlinks, oms=oms, progress=tick,
                             tool_version=__version__)
     finally:
         ledger.close()
     if bundle_out is not None:
         bundle_out.write_text(result.bundle, encoding="utf-8")
+    if oms_out is not None:
+        if result.oms_bundle is None:
+            raise UsageError("--oms-out: no OMS signature was made (only models get one)")
+        oms_out.write_text(result.oms_bundle, encoding="utf-8")
     if want_json(as_json):
         render.emit_json(result.to_json())
     else:
@@ -325,6 +344,8 @@ def bundle_cmd(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION, NAME (latest) or sha256:HEX.")],
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")
                    ] = None,
+    oms: Annotated[bool, typer.Option(
+        "--oms", help="The OpenSSF Model Signing signature (model.sig) instead.")] = False,
 ) -> None:
     """Export the Sigstore bundle recorded for REF (a sidecar for `verify --bundle`)."""
     ledger = open_workspace_ledger(current_workspace())
@@ -332,10 +353,13 @@ def bundle_cmd(
         stored = ledger.stored_record(ledger.resolve(ref))
     finally:
         ledger.close()
+    text = stored.oms_bundle if oms else stored.bundle
+    if text is None:
+        raise UsageError(f"{stored.version.ref} has no OMS signature (only models get one)")
     if out is None:
-        sys.stdout.write(stored.bundle)
+        sys.stdout.write(text)
     else:
-        out.write_text(stored.bundle, encoding="utf-8")
+        out.write_text(text, encoding="utf-8")
         render.err().print(f"wrote the bundle of {stored.version.ref} to {render.esc(out)}")
 
 

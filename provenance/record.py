@@ -14,7 +14,9 @@ from custody.provenance.ledger.append import InputLink, SignedRecord
 from custody.provenance.ledger.models import ArtifactVersionPublic
 from custody.provenance.ledger.store import ACTIVITIES, KINDS, Ledger, check_name
 from custody.provenance.manifest import Manifest
+from custody.signing.bundle_info import BundleKind, classify_bundle, keyless_facts
 from custody.signing.interface import Signer
+from custody.signing.oms import oms_manifest_from
 from custody.validators.findings import ScanReport, Severity
 from custody.validators.interface import ScanOptions
 from custody.validators.scan import scan_files
@@ -26,6 +28,7 @@ class RecordResult:
     manifest: Manifest
     scan: ScanReport
     bundle: str
+    oms_bundle: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -66,10 +69,15 @@ def record(
     threshold: Severity = Severity.MEDIUM,
     allow_flagged: bool = False,
     allow_symlinks: bool = False,
+    oms: bool = True,
     progress: ProgressCallback | None = None,
     tool_version: str = "0",
 ) -> RecordResult:
-    """Record one artifact version; raise before writing anything if a step fails."""
+    """Record one artifact version; raise before writing anything if a step fails.
+
+    Models are also signed in OpenSSF Model Signing form (``oms``), so ``model_signing verify``
+    accepts them; that signature is kept in the ledger and exported by ``custody bundle --oms``.
+    """
     check_name(name)
     if kind not in KINDS:
         raise UsageError(f"unknown kind {kind!r}", hint=f"use one of: {', '.join(KINDS)}")
@@ -105,6 +113,10 @@ def record(
         for link in links
     ]
     bundles: list[str] = []
+    oms_bundle = None
+    if oms and kind == "model":
+        oms_statement = oms_manifest_from(manifest, path).statement().to_bytes()
+        oms_bundle = signer.sign_statement(oms_statement)
 
     def build(version: int) -> SignedRecord:
         statement = build_statement(
@@ -125,9 +137,19 @@ def record(
             signer=signer.identity,
             scan_report=report.to_json(),
             signer_key=signer.public_key_pem,
+            oms_bundle=oms_bundle,
+            keyless=_keyless_facts(bundle),
         )
 
     version = ledger.append_version(
         name=name, kind=kind, manifest=manifest, inputs=links, build=build
     )
-    return RecordResult(version=version, manifest=manifest, scan=report, bundle=bundles[-1])
+    return RecordResult(version=version, manifest=manifest, scan=report, bundle=bundles[-1],
+                        oms_bundle=oms_bundle)
+
+
+def _keyless_facts(bundle: str) -> dict[str, object] | None:
+    if classify_bundle(bundle, source="new bundle") not in (BundleKind.KEYLESS_DSSE,
+                                                            BundleKind.KEYLESS_ARTIFACT):
+        return None
+    return keyless_facts(bundle, source="new bundle").to_json()

@@ -214,3 +214,13 @@ def _int_or_none(value: Any) -> int | None:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def signing_certificate(text: str | bytes, *, source: str = "bundle") -> x509.Certificate:
+    """The leaf certificate of a certificate-chain or keyless bundle (not verified here)."""
+    data = load_bundle_json(text, source=source)
+    try:
+        return x509.load_der_x509_certificate(_leaf_der(data["verificationMaterial"], source))
+    except (KeyError, ValueError) as exc:
+        raise VerificationError(f"{source}: no readable signing certificate ({exc})",
+                                rule="bundle.malformed", subject=source) from None

@@ -83,6 +83,11 @@ class CertChainSigner:
         return cls(load_private_key(key), leaf[0], [*leaf[1:], *load_certificates(chain)])
 
     @property
+    def public_key_pem(self) -> str | None:
+        """None: the public key travels in the bundle's certificate."""
+        return None
+
+    @property
     def identity(self) -> str:
         return certificate_name(self._certs[0])
 

@@ -85,3 +85,23 @@ class ECKeyVerifier:
             payload_type=envelope.payload_type,
             signer=f"key:{bundle.key_hint}",
         )
+
+
+def verify_envelope_with_key(bundle_json: str | bytes, key: ec.EllipticCurvePublicKey, *,
+                             source: str) -> bytes:
+    """Check a bundle's DSSE signature with a given key, whatever names the key in the bundle
+    (a hint, or a certificate whose trust is decided elsewhere). Return the payload."""
+    from custody.signing.bundle_info import load_bundle_json
+
+    data = load_bundle_json(bundle_json, source=source)
+    envelope = Envelope.from_json(data.get("dsseEnvelope"))
+    if len(envelope.signatures) != 1:
+        raise VerificationError(f"{source}: expected exactly one signature",
+                                rule="signature.count", subject=source)
+    try:
+        key.verify(envelope.signatures[0].sig, pae(envelope.payload_type, envelope.payload),
+                   ec.ECDSA(hash_for(key)))
+    except InvalidSignature:
+        raise VerificationError(f"{source}: the signature does not verify",
+                                rule="signature.invalid", subject=source) from None
+    return envelope.payload

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from custody.errors import ArtifactError, VerificationError
 from custody.provenance.hashing import default_workers, iter_files, sha256_file
+from custody.provenance.manifest import Manifest
 from custody.signing.bundle_info import load_bundle_json
 from custody.signing.interface import BundleVerifier, Signer, VerifiedPayload
 from custody.signing.key_signer import ECKeyVerifier
@@ -121,6 +122,28 @@ def hash_model(model_path: Path, *, ignore_paths: Iterable[str] = (),
         serialization_args["ignore_paths"] = recorded
     return OmsManifest(model_name=_model_name(model_path), resources=resources,
                        serialization=serialization_args)
+
+
+def oms_manifest_from(manifest: Manifest, model_path: Path) -> OmsManifest:
+    """The OMS manifest of a model already hashed by Custody (no second pass over the bytes).
+
+    The same files, names and ordering as :func:`hash_model` with its defaults: git paths are
+    left out, resources are ordered as model_signing orders them, a single file is ``"."``.
+    """
+    if not manifest.is_directory:
+        resources: tuple[OmsResource, ...] = (OmsResource(SINGLE_FILE, manifest.digest),)
+        serialization: dict[str, Any] = {"method": "files", "hash_type": "sha256",
+                                         "allow_symlinks": False}
+    else:
+        prefixes = [PurePosixPath(p) for p in GIT_PATHS]
+        resources = tuple(sorted(
+            (OmsResource(f.relpath, f.sha256) for f in manifest.files
+             if not any(PurePosixPath(f.relpath).is_relative_to(p) for p in prefixes)),
+            key=lambda r: PurePosixPath(r.name)))
+        serialization = {"method": "files", "hash_type": "sha256", "allow_symlinks": False,
+                         "ignore_paths": sorted(GIT_PATHS)}
+    return OmsManifest(model_name=_model_name(model_path), resources=resources,
+                       serialization=serialization)
 
 
 def build_oms_statement(model_path: Path, *, ignore_paths: Iterable[str] = (),

@@ -144,6 +144,11 @@ class SigstoreSigner:
         return self._inner, self._certificate
 
     @property
+    def public_key_pem(self) -> str | None:
+        """None: the public key travels in the bundle's certificate."""
+        return None
+
+    @property
     def identity(self) -> str:
         """The certificate SAN Fulcio issued (the identity verifiers must pin)."""
         return certificate_identity(self._signer()[1])

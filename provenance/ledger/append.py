@@ -25,6 +25,7 @@ from custody.provenance.ledger.models import (
     LineageEdge,
     ManifestFile,
     SignedStatement,
+    to_utc,
 )
 from custody.provenance.manifest import Manifest
 from custody.signing.statement import canonical_json
@@ -51,6 +52,8 @@ class SignedRecord:
     signer: str
     scan_report: dict[str, Any]
     signer_key: str | None = None  # PEM public key for key-signed bundles, kept in the entry
+    oms_bundle: str | None = None  # models: the OpenSSF Model Signing signature (model.sig)
+    keyless: dict[str, Any] | None = None  # keyless: identity, issuer, log index, signed time
 
 
 def append_version(
@@ -71,10 +74,13 @@ def append_version(
     version = int(last or 0) + 1
     signed = build(version)
     digest = {"algorithm": manifest.algorithm, "value": manifest.digest}
-    entries = [NewEntry("artifact_version", canonical_json({
+    payload: dict[str, Any] = {
         "type": "artifact_version", "name": name, "kind": kind, "version": version,
         "digest": digest, "bundle": signed.bundle, "signer_key": signed.signer_key,
-    }))]
+    }
+    if signed.oms_bundle is not None:
+        payload["oms_bundle"] = signed.oms_bundle
+    entries = [NewEntry("artifact_version", canonical_json(payload))]
     entries += [NewEntry("lineage_edge", canonical_json({
         "type": "lineage_edge",
         "input": {"name": link.version.name, "version": link.version.version,
@@ -96,6 +102,7 @@ def append_version(
         "scan_max_severity": signed.scan_report.get("max_severity"),
         "recorded_at": now,
         "entry_idx": indices[0],
+        **_keyless_columns(signed.keyless),
     }
     version_id = int(conn.execute(insert(_VERSIONS).returning(_VERSIONS.c.id), values).scalar_one())
     conn.execute(insert(_FILES), [
@@ -107,6 +114,7 @@ def append_version(
         "statement": signed.statement.decode("utf-8"),
         "bundle": signed.bundle,
         "scan_report": canonical_json(signed.scan_report).decode("utf-8"),
+        "oms_bundle": signed.oms_bundle,
     })
     if inputs:
         conn.execute(insert(_EDGES), [
@@ -131,3 +139,14 @@ def _artifact_id(conn: Connection, name: str, kind: str, now: datetime) -> int:
         raise UsageError(f"{name} is recorded as a {row.kind}, not a {kind}",
                          hint=f"use --kind {row.kind} or another name")
     return int(row.id)
+
+
+def _keyless_columns(facts: dict[str, Any] | None) -> dict[str, Any]:
+    if not facts:
+        return {"signer_issuer": None, "log_index": None, "signed_at": None}
+    signed_at = facts.get("integrated_time") or facts.get("timestamp")
+    return {
+        "signer_issuer": facts.get("issuer"),
+        "log_index": facts.get("log_index"),
+        "signed_at": to_utc(datetime.fromisoformat(signed_at)) if signed_at else None,
+    }

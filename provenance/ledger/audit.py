@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlmodel import Session, col, select
 
 from custody.errors import VerificationError
@@ -35,7 +36,8 @@ from custody.provenance.ledger.models import (
 )
 from custody.provenance.ledger.store import Ledger
 from custody.provenance.merkle import CompactRange, leaf_hash, verify_consistency
-from custody.signing.key_signer import ECKeyVerifier
+from custody.signing.bundle_info import signing_certificate
+from custody.signing.key_signer import verify_envelope_with_key
 from custody.signing.keys import parse_public_key
 
 _BATCH = 5000
@@ -216,13 +218,8 @@ class _EntryChecker:
         if said != indexed or stored.bundle != data["bundle"]:
             raise _fail(f"the index rows of ledger entry {entry.idx} ({said[0]}@{said[2]}) "
                         "differ from the entry: they were edited", "audit.index_edited", subject)
-        key_pem = data.get("signer_key")
-        if not isinstance(key_pem, str):
-            raise _fail(f"ledger entry {entry.idx} carries no signer key to check its "
-                        "signature with", "audit.signature_unverifiable", subject)
-        key = parse_public_key(key_pem.encode(), source=subject)
-        verified = ECKeyVerifier([key]).verify_bundle(data["bundle"], source=subject)
-        if verified.payload.decode("utf-8") != stored.statement:
+        payload = _signed_payload(data, subject)
+        if payload.decode("utf-8") != stored.statement:
             raise _fail(f"the stored statement of ledger entry {entry.idx} differs from the "
                         "signed one", "audit.index_edited", subject)
 
@@ -257,3 +254,19 @@ class _EntryChecker:
                 f"the index tables hold {versions} versions and {edges} edges, the signed log "
                 f"{self.versions_seen} and {self.edges_seen}: rows were inserted",
                 "audit.index_inserted")
+
+
+def _signed_payload(data: dict[str, Any], subject: str) -> bytes:
+    """Check an entry's DSSE signature cryptographically with the key it was made with: the PEM
+    key kept in the entry, or the public key of the bundle's certificate. Whether that signer is
+    *trusted* is the verification policy's question, not the audit's."""
+    key_pem = data.get("signer_key")
+    if isinstance(key_pem, str):
+        key = parse_public_key(key_pem.encode(), source=subject)
+    else:
+        public = signing_certificate(data["bundle"], source=subject).public_key()
+        if not isinstance(public, ec.EllipticCurvePublicKey):
+            raise _fail(f"{subject}: the signing certificate's key is not an EC key",
+                        "audit.signature_unverifiable", subject)
+        key = public
+    return verify_envelope_with_key(data["bundle"], key, source=subject)

@@ -9,10 +9,21 @@ digest, file or lineage edge do not have to parse payloads.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC: timestamp columns store UTC (``timestamptz`` on
+    PostgreSQL) and read back as aware UTC datetimes."""
+    return datetime.now(UTC)
+
+
+def to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
 
 # --- ledger entries ---------------------------------------------------------------------------
 
@@ -93,6 +104,9 @@ class ArtifactVersionBase(SQLModel):
     scan_verdict: str = Field(max_length=20)
     scan_max_severity: str | None = Field(default=None, max_length=20)
     recorded_at: datetime
+    signer_issuer: str | None = Field(default=None, max_length=300)  # keyless: OIDC issuer
+    log_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    signed_at: datetime | None = None  # keyless: the transparency log's time
 
 
 class ArtifactVersion(ArtifactVersionBase, table=True):
@@ -137,6 +151,7 @@ class SignedStatementBase(SQLModel):
     statement: str = Field(sa_column=Column(Text, nullable=False))
     bundle: str = Field(sa_column=Column(Text, nullable=False))
     scan_report: str = Field(sa_column=Column(Text, nullable=False))
+    oms_bundle: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class SignedStatement(SignedStatementBase, table=True):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, func
@@ -32,6 +31,7 @@ from custody.provenance.ledger.models import (
     LineageEdge,
     ManifestFile,
     SignedStatement,
+    utc_now,
 )
 from custody.provenance.manifest import Manifest
 
@@ -57,6 +57,7 @@ class StoredRecord:
     statement: bytes
     bundle: str
     scan_report: str
+    oms_bundle: str | None = None
 
 
 class Ledger:
@@ -96,7 +97,7 @@ class Ledger:
                 )
             upgrade(engine)
             with write_session(engine) as session:
-                log.initialise(session, signer, datetime.now(UTC))
+                log.initialise(session, signer, utc_now())
         except (DBAPIError, SQLAlchemyError) as exc:
             raise LedgerError(f"cannot create ledger at {redact(url)}: {exc}") from None
         return cls(engine, url, signer)
@@ -125,7 +126,7 @@ class Ledger:
         with write_session(self.engine) as session:
             return append.append_version(
                 session.connection(), name=name, kind=kind, manifest=manifest, inputs=inputs,
-                build=build, signer=signer, now=datetime.now(UTC),
+                build=build, signer=signer, now=utc_now(),
             )
 
     def _signer(self) -> NoteSigner:
@@ -243,7 +244,8 @@ class Ledger:
                 hint="run `custody audit verify`",
                 subject=version.ref,
             )
-        return StoredRecord(version, row.statement.encode("utf-8"), row.bundle, row.scan_report)
+        return StoredRecord(version, row.statement.encode("utf-8"), row.bundle, row.scan_report,
+                            row.oms_bundle)
 
     def edges(
         self, version_ids: Sequence[int], *, upstream: bool
