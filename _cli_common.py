@@ -84,10 +84,31 @@ def build_policy(
     ca_certs: list[Path],
     trusted_root: Path | None,
     staging: bool,
-    threshold: str,
+    threshold: str | None,
+    policy_file: Path | None = None,
+    workspace: Workspace | None = None,
 ) -> Policy:
-    """The verification policy from command-line trust options."""
+    """The verification policy: explicit trust options, else ``--policy FILE``, else the
+    workspace's ``.custody/policy.toml``, else the workspace's trusted keys."""
+    import dataclasses
+
     from custody.provenance.policy import Policy
+    from custody.provenance.policy_file import load_policy
+
+    explicit = bool(keys or identity or identity_regexp or issuer or ca_certs)
+    if policy_file is None and not explicit and workspace is not None and workspace.home:
+        default = workspace.home / "policy.toml"
+        policy_file = default if default.is_file() else None
+    if policy_file is not None:
+        if explicit:
+            raise UsageError("give trust options (--key, --identity, --ca-cert) or --policy, "
+                             "not both")
+        loaded = load_policy(policy_file)
+        if threshold is not None:
+            loaded = dataclasses.replace(loaded, scan_threshold=parse_threshold(threshold))
+        return loaded
+    if not explicit and workspace is not None:
+        keys = list(workspace.trusted_keys)
     from custody.signing.cert_signer import load_certificates
     from custody.signing.keys import load_public_key
     from custody.signing.sigstore_verify import IdentityPolicy, Instance, SigstoreTrust
@@ -105,7 +126,7 @@ def build_policy(
         identities=identities,
         ca_roots=tuple(load_certificates(ca_certs)),
         sigstore=trust,
-        scan_threshold=parse_threshold(threshold),
+        scan_threshold=parse_threshold(threshold or "medium"),
     )
 
 

@@ -153,6 +153,7 @@ def _lineage_table(graph: LineageGraph) -> None:
     from rich.tree import Tree
 
     by_ref = {n.version.ref: n.version for n in graph.nodes}
+    revoked = {n.version.ref for n in graph.nodes if n.revoked}
     children: dict[str, list[tuple[str, str]]] = {}
     for e in graph.edges:
         parent, child = (e.target, e.source) if graph.direction == "upstream" else (
@@ -162,6 +163,8 @@ def _lineage_table(graph: LineageGraph) -> None:
     def label(ref: str, activity: str | None) -> str:
         v = by_ref[ref]
         mark = "[green]✔[/]" if v.scan_verdict == "clean" else "[red]✘ flagged[/]"
+        if ref in revoked:
+            mark = "[bold red]✘ REVOKED[/]"
         via = f"[dim]{activity}[/] " if activity else ""
         return (f"{via}[bold]{ref}[/] [dim]{v.kind}[/] {mark} "
                 f"[dim]{v.digest_algorithm}:{v.digest[:16]}… signed by {v.signer[:24]}[/]")

@@ -242,7 +242,11 @@ def verify_cmd(
     ledger_vkey: Annotated[str | None, typer.Option(
         "--ledger-vkey", metavar="VKEY", help="The ledger's checkpoint key (default: the "
         "workspace's ledger_vkey).")] = None,
-    threshold: Annotated[str, typer.Option(help="Lowest severity that refuses.")] = "medium",
+    policy_file: Annotated[Path | None, typer.Option(
+        "--policy", metavar="FILE", help="Policy file (default: .custody/policy.toml if it "
+        "exists).")] = None,
+    threshold: Annotated[str | None, typer.Option(
+        help="Lowest severity that refuses (default: the policy's, else medium).")] = None,
     allow_symlinks: SymlinkOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -255,10 +259,9 @@ def verify_cmd(
     standalone = bundle is not None or receipt is not None
     ws = optional_workspace() if standalone else current_workspace()
     policy = build_policy(
-        keys=keys or ([] if explicit or ws is None else list(ws.trusted_keys)),
-        identity=identity, identity_regexp=identity_regexp, issuer=issuer,
+        keys=keys or [], identity=identity, identity_regexp=identity_regexp, issuer=issuer,
         ca_certs=ca_certs or [], trusted_root=trusted_root, staging=staging,
-        threshold=threshold)
+        threshold=threshold, policy_file=policy_file, workspace=None if explicit else ws)
     pinned = NoteVerifier.from_vkey(ledger_vkey) if ledger_vkey else (
         ws.ledger_verifier() if ws else None)
     with render.progress("hashing", size_hint(path), enabled=not want_json(as_json)) as tick:
@@ -400,6 +403,66 @@ def quickstart(
         raise typer.Exit(EXIT_REFUSED)
     console.print("[bold green]quickstart complete[/]: the model and its training data verify; "
                   "tampered and malicious files are refused.")
+
+
+@app.command()
+def revoke(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION, NAME (latest) or sha256:HEX.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why: recorded and shown to users.")],
+    key: Annotated[Path | None, typer.Option("--key", help="EC private key (PEM).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Append a signed revocation: verify refuses REF and everything made from it."""
+    from custody.provenance.revocation import revoke as do_revoke
+
+    ws = current_workspace()
+    signer = make_signer(ws, key=key, cert=None, cert_chain=[], sigstore=False, staging=False,
+                         trust_config=None, identity_token=None)
+    ledger = ws.open_ledger(append=True)
+    try:
+        result = do_revoke(ledger, ref, reason=reason, signer=signer)
+    finally:
+        ledger.close()
+    if want_json(as_json):
+        render.emit_json(result.to_json())
+    else:
+        render.out().print(f"revoked {result.target.ref}", markup=False)
+        render.err().print(f"[dim]ledger entry #{result.entry_idx}; see the blast radius with "
+                           f"`custody lineage {render.esc(result.target.ref)} --downstream`[/]")
+
+
+policy_app = typer.Typer(help="Validate verification policy files.", no_args_is_help=True,
+                         rich_markup_mode=None)
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("check")
+def policy_check(
+    path: Annotated[Path, typer.Argument(help="The policy file (TOML).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate a policy file: unknown keys, wrong types and missing files are errors."""
+    from custody.provenance.policy_file import load_policy
+
+    policy = load_policy(path)
+    rules = [{"kind": r.kind, "name": r.name, "signers": r.signers.describe()}
+             for r in policy.rules]
+    summary = {
+        "ok": True, "policy": str(path), "rules": rules,
+        "scan_threshold": policy.scan_threshold.label,
+        "kind_thresholds": {k: v.label for k, v in policy.kind_thresholds.items()},
+        "max_depth": policy.max_depth, "require_trained_on": policy.require_trained_on,
+        "max_age_days": policy.max_age_days,
+        "allowed_pickle_globals": sorted(policy.extra_safe_globals),
+    }
+    if want_json(as_json):
+        render.emit_json(summary)
+    else:
+        render.out().print(f"policy {render.esc(path)} is valid: {len(policy.rules)} trust "
+                           "rule(s)")
+        for rule in rules:
+            render.err().print(f"  {rule['kind'] or 'any kind'} {rule['name'] or '*'}: "
+                               f"{render.esc(rule['signers'])}")
 
 
 @app.command()

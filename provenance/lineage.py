@@ -13,6 +13,7 @@ from custody.provenance.ledger.store import Ledger
 class LineageNode:
     version: ArtifactVersionPublic
     depth: int
+    revoked: str | None = None  # the revocation reason
 
     def to_json(self) -> dict[str, Any]:
         v = self.version
@@ -26,6 +27,8 @@ class LineageNode:
             "scan_verdict": v.scan_verdict,
             "recorded_at": v.recorded_at.isoformat(timespec="seconds"),
             "depth": self.depth,
+            "revoked": self.revoked is not None,
+            "revocation_reason": self.revoked,
         }
 
 
@@ -61,7 +64,7 @@ class LineageGraph:
         for node in self.nodes:
             v = node.version
             shape = "box" if v.kind == "model" else "cylinder"
-            colour = "black" if v.scan_verdict == "clean" else "red"
+            colour = "black" if v.scan_verdict == "clean" and not node.revoked else "red"
             label = f"{v.ref}\\n{v.digest[:12]}"
             lines.append(
                 f"  {_dot_id(v.ref)} [label={_dot_id(label)}, shape={shape}, color={colour}];"
@@ -88,7 +91,9 @@ def lineage(ledger: Ledger, ref: str, *, upstream: bool = True, depth: int = 10,
     for row in rows:
         other = row.input_id if upstream else row.output_id
         node_depth[other] = min(node_depth.get(other, row.depth), row.depth)
-    nodes = tuple(sorted((LineageNode(versions[i], d) for i, d in node_depth.items()),
+    revoked = ledger.revocations(list(node_depth))
+    nodes = tuple(sorted((LineageNode(versions[i], d, revoked[i].reason if i in revoked else None)
+                          for i, d in node_depth.items()),
                          key=lambda n: (n.depth, n.version.ref)))
     edges = tuple(LineageEdgeView(versions[r.input_id].ref, versions[r.output_id].ref,
                                   r.activity) for r in rows)

@@ -1,15 +1,20 @@
-"""What a verification trusts. ``verify_*`` functions take a Policy; it is never optional."""
+"""What a verification trusts and requires. ``verify_*`` take a Policy; it is never optional.
+
+A Policy is built from command-line options (``--key``, ``--identity``...), from the workspace's
+trusted keys, or from a policy file (:mod:`custody.provenance.policy_file`, docs/policy.md).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import fnmatch
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from custody.errors import UsageError
+from custody.errors import UsageError, VerificationError
 from custody.signing.interface import BundleVerifier
 from custody.signing.keys import load_public_key
 from custody.signing.sigstore_verify import IdentityPolicy, SigstoreTrust
@@ -18,28 +23,49 @@ from custody.validators.findings import Severity
 
 
 @dataclass(frozen=True)
+class SignerRule:
+    """``[[trust]]``: the signers trusted for artifacts of this kind and name pattern."""
+
+    kind: str | None
+    name: str | None  # an fnmatch glob, e.g. "fraud-*"
+    signers: TrustedSigners
+
+    def matches(self, kind: str, name: str) -> bool:
+        return (self.kind is None or self.kind == kind) and (
+            self.name is None or fnmatch.fnmatchcase(name, self.name))
+
+
+@dataclass(frozen=True)
 class Policy:
-    """Trusted signers, the scan threshold, and how deep the upstream chain is checked.
+    """Trusted signers, scan thresholds, lineage and age requirements.
 
     Signers are EC public keys, Sigstore keyless identities (with their issuer, verified against
     ``sigstore`` trust: a pinned trusted root offline, or the public instances), or CA roots for
-    certificate-chain signatures. At least one signer must be trusted.
+    certificate-chain signatures. ``rules`` pick signers per artifact kind and name; without a
+    matching rule the default signers (the flat fields) apply; with neither, it is a refusal.
     """
 
     trusted_keys: tuple[ec.EllipticCurvePublicKey, ...] = ()
     identities: tuple[IdentityPolicy, ...] = ()
     ca_roots: tuple[x509.Certificate, ...] = ()
     sigstore: SigstoreTrust | None = None
+    rules: tuple[SignerRule, ...] = ()
     scan_threshold: Severity = Severity.MEDIUM
+    kind_thresholds: Mapping[str, Severity] = field(default_factory=dict)
     max_depth: int = 64
+    require_trained_on: bool = False
+    require_baseline: bool = False
+    expectation_suites: tuple[Path, ...] = ()
     extra_safe_globals: frozenset[str] = field(default_factory=frozenset)
+    max_age_days: int | None = None
+    source: str = "command line"
 
     def __post_init__(self) -> None:
-        if self.signers().empty:
+        if self.signers().empty and not self.rules:
             raise UsageError(
                 "the verification policy trusts no signer",
-                hint="pass --key PUB, --identity/--issuer or --ca-cert, or list trusted_keys in "
-                ".custody/config.toml",
+                hint="pass --key PUB, --identity/--issuer, --ca-cert or --policy FILE, or list "
+                "trusted_keys in .custody/config.toml",
             )
         if self.max_depth < 0:
             raise UsageError("max_depth must be zero or more")
@@ -50,7 +76,28 @@ class Policy:
         return cls(trusted_keys=keys, **options)  # type: ignore[arg-type]
 
     def signers(self) -> TrustedSigners:
+        """The default signers (used when no rule matches)."""
         return TrustedSigners(self.trusted_keys, self.identities, self.ca_roots, self.sigstore)
+
+    def signers_for(self, kind: str, name: str) -> TrustedSigners:
+        for rule in self.rules:
+            if rule.matches(kind, name):
+                return rule.signers
+        default = self.signers()
+        if default.empty:
+            raise VerificationError(
+                f"the policy ({self.source}) has no [[trust]] rule for {kind} {name!r}",
+                rule="policy.no_signer",
+                hint="add a [[trust]] rule that covers it, or a catch-all rule",
+                subject=name,
+            )
+        return default
 
     def verifier(self) -> BundleVerifier:
         return self.signers()
+
+    def verifier_for(self, kind: str, name: str) -> BundleVerifier:
+        return self.signers_for(kind, name)
+
+    def threshold_for(self, kind: str) -> Severity:
+        return self.kind_thresholds.get(kind, self.scan_threshold)

@@ -13,12 +13,13 @@ from pathlib import Path
 
 from custody.errors import UsageError, VerificationError
 from custody.provenance.attestation import parse_claims
+from custody.provenance.chain import NodeResult
 from custody.provenance.checkpoint import NoteVerifier
 from custody.provenance.hashing import hash_path
 from custody.provenance.manifest import Manifest, diff_manifests
 from custody.provenance.policy import Policy
 from custody.provenance.transparency import open_receipt
-from custody.provenance.verify import NodeResult, VerificationReport, scan_or_refuse
+from custody.provenance.verify import VerificationReport, scan_or_refuse
 from custody.signing.bundle_info import BundleKind, classify_bundle
 from custody.signing.oms import OMS_PREDICATE, verify_model
 from custody.signing.statement import CUSTODY_PREDICATE, Statement

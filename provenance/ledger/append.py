@@ -24,6 +24,7 @@ from custody.provenance.ledger.models import (
     ArtifactVersionPublic,
     LineageEdge,
     ManifestFile,
+    Revocation,
     SignedStatement,
     to_utc,
 )
@@ -35,6 +36,7 @@ _VERSIONS = ArtifactVersion.__table__  # type: ignore[attr-defined]
 _FILES = ManifestFile.__table__  # type: ignore[attr-defined]
 _STATEMENTS = SignedStatement.__table__  # type: ignore[attr-defined]
 _EDGES = LineageEdge.__table__  # type: ignore[attr-defined]
+_REVOCATIONS = Revocation.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -150,3 +152,29 @@ def _keyless_columns(facts: dict[str, Any] | None) -> dict[str, Any]:
         "log_index": facts.get("log_index"),
         "signed_at": to_utc(datetime.fromisoformat(signed_at)) if signed_at else None,
     }
+
+
+def append_revocation(
+    conn: Connection,
+    target: ArtifactVersionPublic,
+    *,
+    reason: str,
+    bundle: str,
+    signer_identity: str,
+    signer_key: str | None,
+    signer: NoteSigner,
+    now: datetime,
+) -> int:
+    payload = canonical_json({
+        "type": "revocation",
+        "target": {"name": target.name, "version": target.version,
+                   "digest": {"algorithm": target.digest_algorithm, "value": target.digest}},
+        "reason": reason,
+        "bundle": bundle,
+        "signer_key": signer_key,
+    })
+    (idx,) = log.append_entries(conn, [NewEntry("revocation", payload)], signer, now)
+    conn.execute(insert(_REVOCATIONS), {"version_id": target.id, "entry_idx": idx,
+                                        "reason": reason, "signer": signer_identity,
+                                        "revoked_at": now})
+    return idx

@@ -32,6 +32,7 @@ from custody.provenance.ledger.models import (
     CheckpointRow,
     LedgerEntry,
     LineageEdge,
+    Revocation,
     SignedStatement,
 )
 from custody.provenance.ledger.store import Ledger
@@ -184,6 +185,7 @@ class _EntryChecker:
         self.session = session
         self.edges_seen = 0
         self.versions_seen = 0
+        self.revocations_seen = 0
 
     def check(self, entry: LedgerEntry, payload: bytes) -> int:
         data = json.loads(payload)
@@ -195,6 +197,10 @@ class _EntryChecker:
             self._edge(entry, data)
             self.edges_seen += 1
             return 0
+        if entry.entry_type == "revocation" == data.get("type"):
+            self._revocation(entry, data)
+            self.revocations_seen += 1
+            return 1
         raise _fail(f"ledger entry {entry.idx} has unknown type {entry.entry_type!r}",
                     "audit.entry_type", f"entry {entry.idx}")
 
@@ -244,16 +250,37 @@ class _EntryChecker:
             raise _fail(f"the edge row of lineage entry {entry.idx} differs from the entry",
                         "audit.index_edited", subject)
 
+    def _revocation(self, entry: LedgerEntry, data: dict[str, Any]) -> None:
+        subject = f"entry {entry.idx}"
+        row = self.session.exec(
+            select(Revocation, ArtifactVersion, Artifact)
+            .join(ArtifactVersion, col(ArtifactVersion.id) == col(Revocation.version_id))
+            .join(Artifact, col(Artifact.id) == col(ArtifactVersion.artifact_id))
+            .where(Revocation.entry_idx == entry.idx)
+        ).first()
+        if row is None:
+            raise _fail(f"revocation entry {entry.idx} has no revocation row: it was deleted",
+                        "audit.index_missing", subject)
+        revocation, version, artifact = row
+        target = data["target"]
+        if ((artifact.name, version.version, version.digest) != (
+                target["name"], target["version"], target["digest"]["value"])
+                or revocation.reason != data["reason"]):
+            raise _fail(f"the revocation row of entry {entry.idx} differs from the entry",
+                        "audit.index_edited", subject)
+        _signed_payload(data, subject)
+
     def check_orphans(self) -> None:
         from sqlalchemy import func
 
-        edges = self.session.exec(select(func.count()).select_from(LineageEdge)).one()
-        versions = self.session.exec(select(func.count()).select_from(ArtifactVersion)).one()
-        if edges != self.edges_seen or versions != self.versions_seen:
+        counts = [self.session.exec(select(func.count()).select_from(table)).one()
+                  for table in (ArtifactVersion, LineageEdge, Revocation)]
+        seen = [self.versions_seen, self.edges_seen, self.revocations_seen]
+        if counts != seen:
             raise _fail(
-                f"the index tables hold {versions} versions and {edges} edges, the signed log "
-                f"{self.versions_seen} and {self.edges_seen}: rows were inserted",
-                "audit.index_inserted")
+                f"the index tables hold {counts[0]} versions, {counts[1]} edges and {counts[2]} "
+                f"revocations, the signed log {seen[0]}, {seen[1]} and {seen[2]}: rows were "
+                "inserted", "audit.index_inserted")
 
 
 def _signed_payload(data: dict[str, Any], subject: str) -> bytes:

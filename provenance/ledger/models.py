@@ -178,3 +178,27 @@ class LineageEdgePublic(LineageEdgeBase):
     input_ref: str
     output_ref: str
     depth: int
+
+
+# --- revocations ----------------------------------------------------------------------------------
+
+
+class RevocationBase(SQLModel):
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    signer: str = Field(max_length=300)
+    revoked_at: datetime
+
+
+class Revocation(RevocationBase, table=True):
+    """A signed revocation entry: ``verify`` refuses the version and everything made from it."""
+
+    __tablename__ = "revocations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="artifact_versions.id", index=True)
+    entry_idx: int = Field(foreign_key="ledger_entries.idx", unique=True)
+
+
+class RevocationPublic(RevocationBase):
+    ref: str
+    entry_idx: int

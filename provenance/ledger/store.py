@@ -30,6 +30,8 @@ from custody.provenance.ledger.models import (
     LedgerEntry,
     LineageEdge,
     ManifestFile,
+    Revocation,
+    RevocationPublic,
     SignedStatement,
     utc_now,
 )
@@ -128,6 +130,31 @@ class Ledger:
                 session.connection(), name=name, kind=kind, manifest=manifest, inputs=inputs,
                 build=build, signer=signer, now=utc_now(),
             )
+
+    def append_revocation(self, target: ArtifactVersionPublic, *, reason: str, bundle: str,
+                          signer: str, signer_key: str | None) -> int:
+        note_signer = self._signer()
+        with write_session(self.engine) as session:
+            return append.append_revocation(
+                session.connection(), target, reason=reason, bundle=bundle,
+                signer_identity=signer, signer_key=signer_key, signer=note_signer,
+                now=utc_now())
+
+    def revocations(self, version_ids: Sequence[int]) -> dict[int, RevocationPublic]:
+        """The revocation of each of these versions that has one."""
+        if not version_ids:
+            return {}
+        with self._read() as session:
+            rows = session.exec(
+                select(Revocation, ArtifactVersion, Artifact)
+                .join(ArtifactVersion, col(ArtifactVersion.id) == col(Revocation.version_id))
+                .join(Artifact, col(Artifact.id) == col(ArtifactVersion.artifact_id))
+                .where(col(Revocation.version_id).in_(list(version_ids)))
+            ).all()
+        return {v.id or 0: RevocationPublic(reason=r.reason, signer=r.signer,
+                                            revoked_at=r.revoked_at,
+                                            ref=f"{a.name}@{v.version}", entry_idx=r.entry_idx)
+                for r, v, a in rows}
 
     def _signer(self) -> NoteSigner:
         if self.signer is None:
