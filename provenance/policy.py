@@ -94,7 +94,17 @@ class Policy:
         return default
 
     def verifier(self) -> BundleVerifier:
-        return self.signers()
+        """Every signer the policy trusts for anything (for bundles not yet tied to an
+        artifact); check the artifact's own signers with :meth:`verifier_for` afterwards."""
+        if not self.rules:
+            return self.signers()
+        groups = [self.signers(), *(r.signers for r in self.rules)]
+        return TrustedSigners(
+            keys=tuple(k for g in groups for k in g.keys),
+            identities=tuple(i for g in groups for i in g.identities),
+            ca_roots=tuple(c for g in groups for c in g.ca_roots),
+            sigstore=self.sigstore,
+        )
 
     def verifier_for(self, kind: str, name: str) -> BundleVerifier:
         return self.signers_for(kind, name)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from custody.errors import UsageError
+from custody.errors import KeyMaterialError, UsageError
 from custody.provenance.policy import Policy, SignerRule
 from custody.signing.sigstore_verify import IdentityPolicy, Instance, SigstoreTrust
 from custody.signing.trusted_signers import TrustedSigners
@@ -143,14 +143,18 @@ def _signers(ctx: _Ctx, key: str, raw: Any, sigstore: SigstoreTrust) -> TrustedS
                                              identity_regexp=entry.get("identity_regexp")))
         except UsageError as exc:
             raise ctx.fail(f"{key}.identities[{i}]", exc.message) from None
-    signers = TrustedSigners(
-        keys=tuple(load_public_key(ctx.file(p))
-                   for p in ctx.strings(spec.get("keys", []), f"{key}.keys")),
-        identities=tuple(identities),
-        ca_roots=tuple(load_certificates([ctx.file(p) for p in ctx.strings(
-            spec.get("ca_certs", []), f"{key}.ca_certs")])),
-        sigstore=sigstore,
-    )
+    try:
+        keys = tuple(load_public_key(ctx.file(p))
+                     for p in ctx.strings(spec.get("keys", []), f"{key}.keys"))
+    except KeyMaterialError as exc:
+        raise ctx.fail(f"{key}.keys", exc.message) from None
+    try:
+        roots = tuple(load_certificates([ctx.file(p) for p in ctx.strings(
+            spec.get("ca_certs", []), f"{key}.ca_certs")]))
+    except KeyMaterialError as exc:
+        raise ctx.fail(f"{key}.ca_certs", exc.message) from None
+    signers = TrustedSigners(keys=keys, identities=tuple(identities), ca_roots=roots,
+                             sigstore=sigstore)
     if signers.empty:
         raise ctx.fail(key, "names no key, identity or CA certificate")
     return signers

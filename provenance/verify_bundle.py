@@ -49,6 +49,8 @@ def verify_standalone(
                        kind="model", signer=oms.signer)
     if statement.predicate_type == CUSTODY_PREDICATE:
         claims = parse_claims(statement, source=source)
+        # Trusted for something is not enough: it must be trusted for this kind and name.
+        policy.verifier_for(claims.kind, claims.name).verify_bundle(bundle_text, source=source)
         if claims.manifest != manifest:
             diff = diff_manifests(claims.manifest, manifest).describe()
             raise VerificationError(
@@ -113,7 +115,8 @@ def _verify_artifact_signature(path: Path, manifest: Manifest, bundle_text: str,
 
 def _report(path: Path, manifest: Manifest, policy: Policy, *, ref: str, kind: str,
             signer: str, inputs: tuple[str, ...] = ()) -> VerificationReport:
-    scan = scan_or_refuse(path, manifest, policy)
+    scan = scan_or_refuse(path, manifest, policy,
+                          kind=kind if kind in ("dataset", "model") else None)
     node = NodeResult(ref=ref, kind=kind, digest=manifest.ref, signer=signer,
                       scan_verdict=scan.verdict.value, depth=0, inputs=inputs)
     return VerificationReport(str(path), manifest, node, scan)
