@@ -5,6 +5,8 @@ The flow is hash → scan → sign → record → verify. The public API is smal
 - :func:`record` hashes, scans, signs and appends an artifact version to the ledger;
 - :func:`verify` re-hashes a path and checks its record, signature and upstream chain against a
   :class:`Policy`, returning a report or raising :class:`VerificationError`;
+- :func:`open_verified` returns a read-only file object over exactly the bytes it verified;
+  :func:`load_torch` and :func:`read_parquet` hand those bytes to PyTorch and pyarrow;
 - :mod:`custody.errors` holds the exceptions, all subclasses of :class:`CustodyError`.
 """
 
@@ -28,6 +30,9 @@ __all__ = [
     "ScanRefusedError",
     "VerificationError",
     "__version__",
+    "load_torch",
+    "open_verified",
+    "read_parquet",
     "record",
     "verify",
 ]
@@ -35,21 +40,24 @@ __all__ = [
 if TYPE_CHECKING:
     from custody.provenance.policy import Policy
     from custody.provenance.record import record
+    from custody.provenance.safe_load import load_torch, open_verified, read_parquet
     from custody.provenance.verify import verify
+
+_LAZY = {
+    "record": "custody.provenance.record",
+    "verify": "custody.provenance.verify",
+    "Policy": "custody.provenance.policy",
+    "open_verified": "custody.provenance.safe_load",
+    "load_torch": "custody.provenance.safe_load",
+    "read_parquet": "custody.provenance.safe_load",
+}
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: ``import custody`` (and so ``custody --help``) stays cheap.
-    if name == "record":
-        from custody.provenance.record import record
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'custody' has no attribute {name!r}")
+    import importlib
 
-        return record
-    if name == "verify":
-        from custody.provenance.verify import verify
-
-        return verify
-    if name == "Policy":
-        from custody.provenance.policy import Policy
-
-        return Policy
-    raise AttributeError(f"module 'custody' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -38,9 +38,13 @@ def default_workers() -> int:
     return max(2, min(16, (os.cpu_count() or 2) * 2))
 
 
-def sha256_file(path: Path, *, follow: bool = False, progress: ProgressCallback | None = None
-                ) -> tuple[int, str]:
-    """Return ``(size, hex sha256)`` of one regular file, streaming it in large blocks."""
+def sha256_file(path: Path, *, follow: bool = False, progress: ProgressCallback | None = None,
+                sink: Callable[[memoryview], object] | None = None) -> tuple[int, str]:
+    """Return ``(size, hex sha256)`` of one regular file, streaming it in large blocks.
+
+    ``sink`` receives every block that was hashed: a copy made through it holds exactly the
+    bytes the digest is about.
+    """
     flags = os.O_RDONLY | _O_NONBLOCK | (0 if follow else _O_NOFOLLOW)
     try:
         fd = os.open(path, flags)
@@ -64,6 +68,8 @@ def sha256_file(path: Path, *, follow: bool = False, progress: ProgressCallback 
                 if not n:
                     break
                 digest.update(view[:n])
+                if sink is not None:
+                    sink(view[:n])
                 size += n
                 if progress is not None:
                     progress(n)

@@ -62,6 +62,22 @@ def verify(
     ``ledger_verifier`` (the pinned ledger key; without one, the key stored in the ledger).
     """
     manifest = hash_path(path, allow_symlinks=allow_symlinks, progress=progress)
+    return verify_manifest(path, path, manifest, policy, ledger=ledger, name=name,
+                           ledger_verifier=ledger_verifier)
+
+
+def verify_manifest(
+    path: Path,
+    scan_root: Path,
+    manifest: Manifest,
+    policy: Policy,
+    *,
+    ledger: Ledger,
+    name: str | None = None,
+    ledger_verifier: NoteVerifier | None = None,
+) -> VerificationReport:
+    """Verify already-hashed bytes: ``manifest`` was computed from ``scan_root`` (the path
+    itself, or a private copy of it), which is what gets scanned."""
     version = _find_record(ledger, manifest, name, str(path))
     walker = ChainWalker(ledger, policy, InclusionChecker(ledger, ledger_verifier))
     claims, signer, inclusion = walker.check_record(version, depth=0)
@@ -72,7 +88,7 @@ def verify(
             rule="artifact.manifest_mismatch",
             subject=str(path),
         )
-    scan = scan_or_refuse(path, manifest, policy, kind=version.kind)
+    scan = scan_or_refuse(scan_root, manifest, policy, kind=version.kind, display=path)
     node = NodeResult(
         ref=version.ref,
         kind=version.kind,
@@ -89,8 +105,8 @@ def verify(
     return VerificationReport(str(path), manifest, node, scan, chain)
 
 
-def scan_or_refuse(path: Path, manifest: Manifest, policy: Policy, *, kind: str | None = None
-                   ) -> ScanReport:
+def scan_or_refuse(path: Path, manifest: Manifest, policy: Policy, *, kind: str | None = None,
+                   display: Path | None = None) -> ScanReport:
     threshold = policy.threshold_for(kind) if kind else policy.scan_threshold
     options = ScanOptions(extra_safe_globals=policy.extra_safe_globals)
     scan = scan_manifest(path, manifest, threshold=threshold, options=options)
@@ -98,11 +114,11 @@ def scan_or_refuse(path: Path, manifest: Manifest, policy: Policy, *, kind: str 
         worst = scan.blocking()
         detail = f"{worst[0].path}: {worst[0].message}" if worst else "a scanner failed"
         raise ScanRefusedError(
-            f"{path}: scan found {len(worst)} finding(s) at or above "
+            f"{display or path}: scan found {len(worst)} finding(s) at or above "
             f"{threshold.label}; first: {detail}",
             rule=worst[0].rule_id if worst else "scan.error",
             hint="run `custody scan` for the full report; do not load this artifact",
-            subject=str(path),
+            subject=str(display or path),
         )
     return scan
 
