@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from custody.errors import RefusedError, UsageError
+from custody.provenance.ledger.audit import audit_ledger
 from custody.provenance.lineage import LineageGraph, lineage
 from custody.provenance.policy import Policy
 from custody.provenance.record import RecordResult, record
@@ -72,6 +73,9 @@ def run_quickstart(directory: Path, say: Callable[[str], None], *, version: str
         say(f"verified {verified.artifact.ref}: signature, scan and "
             f"{len(verified.chain)} upstream record(s) check out")
         graph = lineage(ledger, model.version.ref, upstream=True)
+        audit = audit_ledger(ledger, workspace.ledger_verifier())
+        say(f"audited the ledger: {audit.entries} entries, {audit.checkpoints} signed "
+            f"checkpoints, root {audit.root[:16]}… (the Merkle log proves nothing was rewritten)")
         result = QuickstartResult(workspace, dataset, model, verified, graph)
         tampered = data / "model-tampered.pkl"
         shutil.copyfile(data / "model.pkl", tampered)
