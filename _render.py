@@ -27,6 +27,9 @@ class LineageFormat(enum.StrEnum):
     TABLE = "table"
     JSON = "json"
     DOT = "dot"
+    OPENLINEAGE = "openlineage"
+    CYCLONEDX = "cyclonedx"
+    PROV = "prov"
 
 
 _consoles: dict[str, Console] = {}
@@ -192,8 +195,29 @@ def _lineage_dot(graph: LineageGraph) -> None:
     sys.stdout.write(graph.to_dot())
 
 
+def _lineage_openlineage(graph: LineageGraph) -> None:
+    from custody.provenance.exports import to_openlineage
+
+    emit_json(to_openlineage(graph))
+
+
+def _lineage_cyclonedx(graph: LineageGraph) -> None:
+    from custody.provenance.exports import to_cyclonedx
+
+    emit_json(to_cyclonedx(graph))
+
+
+def _lineage_prov(graph: LineageGraph) -> None:
+    from custody.provenance.exports import to_prov
+
+    emit_json(to_prov(graph))
+
+
 _LINEAGE_FORMATTERS: dict[LineageFormat, Callable[[LineageGraph], None]] = {
     LineageFormat.TABLE: _lineage_table,
     LineageFormat.JSON: _lineage_json,
     LineageFormat.DOT: _lineage_dot,
+    LineageFormat.OPENLINEAGE: _lineage_openlineage,
+    LineageFormat.CYCLONEDX: _lineage_cyclonedx,
+    LineageFormat.PROV: _lineage_prov,
 }

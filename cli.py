@@ -30,6 +30,9 @@ from custody._cli_common import (
     size_hint,
     want_json,
 )
+from custody._cli_dvc import dvc_app
+from custody._cli_service import serve as serve_cmd
+from custody._cli_service import token_app
 from custody.errors import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, CustodyError, UsageError
 
 if TYPE_CHECKING:
@@ -44,6 +47,9 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(audit_app, name="audit")
+app.add_typer(dvc_app, name="dvc")
+app.add_typer(token_app, name="token")
+app.command("serve")(serve_cmd)
 
 @app.callback()
 def _global(
@@ -125,21 +131,46 @@ def hash_cmd(
 @app.command()
 def scan(
     path: Annotated[Path, typer.Argument(help="A file or directory to scan.")],
-    threshold: Annotated[str, typer.Option(help="Lowest severity that refuses.")] = "medium",
+    threshold: Annotated[str | None, typer.Option(
+        help="Lowest severity that refuses (default: the policy's, else medium).")] = None,
+    policy_file: Annotated[Path | None, typer.Option(
+        "--policy", metavar="FILE", help="Policy file: threshold and allowed pickle globals.")
+    ] = None,
+    sarif: Annotated[Path | None, typer.Option(
+        "--sarif", metavar="FILE", help="Also write the findings as SARIF 2.1.0.")] = None,
     allow_symlinks: SymlinkOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Scan PATH for dangerous content without loading it (exit 1 on a finding)."""
     from custody.provenance.hashing import iter_files
+    from custody.validators.interface import ScanOptions
     from custody.validators.scan import scan_files
 
-    files = [(p, rel, p.stat().st_size) for p, rel in iter_files(path,
-                                                                 allow_symlinks=allow_symlinks)]
-    report = scan_files(str(path), files, threshold=parse_threshold(threshold))
+    limit = parse_threshold(threshold or "medium")
+    options = ScanOptions()
+    if policy_file is not None:
+        from custody.provenance.policy_file import load_policy
+
+        policy = load_policy(policy_file)
+        limit = parse_threshold(threshold) if threshold else policy.scan_threshold
+        options = ScanOptions(extra_safe_globals=policy.extra_safe_globals)
+    files = [(p, rel, p.stat().st_size)
+             for p, rel in iter_files(path, allow_symlinks=allow_symlinks)]
+    with render.progress("scanning", size_hint(path), enabled=not want_json(as_json)):
+        report = scan_files(str(path), files, threshold=limit, options=options)
+    if sarif is not None:
+        import json
+
+        from custody.validators.sarif import to_sarif
+
+        sarif.write_text(json.dumps(to_sarif(report, base=str(path), tool_version=__version__),
+                                    indent=2) + "\n", encoding="utf-8")
     if want_json(as_json):
         render.emit_json(report.to_json())
     else:
         render.scan_table(report)
+    if any(f.rule_id == "scanner.unreadable" for f in report.findings):
+        raise typer.Exit(EXIT_ERROR)
     if report.refused:
         raise typer.Exit(EXIT_REFUSED)
 

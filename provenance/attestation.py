@@ -8,6 +8,7 @@ summary, and the inputs it was made from (name, version, digest, activity).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,6 +46,8 @@ class RecordClaims:
     inputs: tuple[RecordedInput, ...]
     scan: dict[str, Any]
     recorded_at: str
+    dvc: dict[str, Any] | None = None  # DVC's hash of the artifact, when DVC tracks it
+    activity: dict[str, Any] | None = None  # how it was made, e.g. a DVC stage's cmd/params
 
 
 def build_statement(
@@ -57,6 +60,8 @@ def build_statement(
     scan_summary: dict[str, Any],
     recorded_at: datetime,
     tool_version: str,
+    dvc: Mapping[str, Any] | None = None,
+    activity: Mapping[str, Any] | None = None,
 ) -> Statement:
     predicate = {
         "artifact": {"name": name, "kind": kind, "version": version},
@@ -66,6 +71,10 @@ def build_statement(
         "recordedAt": recorded_at.isoformat(timespec="seconds"),
         "recorder": {"name": "custody", "version": tool_version},
     }
+    if dvc is not None:
+        predicate["dvc"] = dict(dvc)
+    if activity is not None:
+        predicate["activity"] = dict(activity)
     return Statement(
         subjects=(Subject(name=name, digest={"sha256": manifest.digest}),),
         predicate_type=CUSTODY_PREDICATE,
@@ -96,6 +105,8 @@ def parse_claims(statement: Statement, *, source: str) -> RecordClaims:
             inputs=inputs,
             scan=dict(data["scan"]),
             recorded_at=str(data["recordedAt"]),
+            dvc=_optional_object(data, "dvc"),
+            activity=_optional_object(data, "activity"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise VerificationError(
@@ -111,3 +122,10 @@ def parse_claims(statement: Statement, *, source: str) -> RecordClaims:
             subject=source,
         )
     return claims
+
+
+def _optional_object(data: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise TypeError(key)
+    return value

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from custody.errors import ScanRefusedError, UsageError
 from custody.provenance.attestation import RecordedInput, build_statement
+from custody.provenance.dvc import DvcInfo, check_dvc_workspace
 from custody.provenance.hashing import ProgressCallback, hash_path
 from custody.provenance.ledger.append import InputLink, SignedRecord
 from custody.provenance.ledger.models import ArtifactVersionPublic
@@ -72,6 +74,8 @@ def record(
     oms: bool = True,
     progress: ProgressCallback | None = None,
     tool_version: str = "0",
+    dvc: DvcInfo | None = None,
+    activity_details: Mapping[str, Any] | None = None,
 ) -> RecordResult:
     """Record one artifact version; raise before writing anything if a step fails.
 
@@ -88,6 +92,8 @@ def record(
     links = [InputLink(version=ledger.resolve(ref), activity=activity) for ref in inputs]
     if len({link.version.id for link in links}) != len(links):
         raise UsageError("the same input is given twice", hint="list each --input once")
+    if dvc is None:  # raises dvc.workspace_mismatch if DVC tracks it and the bytes differ
+        dvc = check_dvc_workspace(path)
     manifest = hash_path(path, allow_symlinks=allow_symlinks, progress=progress)
     report = scan_manifest(path, manifest, threshold=threshold)
     if report.refused and not allow_flagged:
@@ -128,6 +134,8 @@ def record(
             scan_summary=report.summary(),
             recorded_at=datetime.now(UTC),
             tool_version=tool_version,
+            dvc=dvc.to_json() if dvc is not None else None,
+            activity=activity_details,
         ).to_bytes()
         bundle = signer.sign_statement(statement)
         bundles.append(bundle)

@@ -78,7 +78,7 @@ def verify_manifest(
 ) -> VerificationReport:
     """Verify already-hashed bytes: ``manifest`` was computed from ``scan_root`` (the path
     itself, or a private copy of it), which is what gets scanned."""
-    version = _find_record(ledger, manifest, name, str(path))
+    version = find_record(ledger, manifest, name, str(path))
     walker = ChainWalker(ledger, policy, InclusionChecker(ledger, ledger_verifier))
     claims, signer, inclusion = walker.check_record(version, depth=0)
     if claims.manifest != manifest:
@@ -123,7 +123,7 @@ def scan_or_refuse(path: Path, manifest: Manifest, policy: Policy, *, kind: str 
     return scan
 
 
-def _find_record(
+def find_record(
     ledger: Ledger, manifest: Manifest, name: str | None, display: str
 ) -> ArtifactVersionPublic:
     matches = ledger.find_by_digest(manifest.algorithm, manifest.digest)

@@ -269,3 +269,16 @@ def test_lineage_as_of_a_checkpoint(ws, cli, make_file) -> None:  # type: ignore
     assert then["as_of"] == size
     cli("lineage", "m@2", "--as-of", str(size), cwd=ws.root).expect(2, "no version 2")
     cli("lineage", "m", "--as-of", str(size), "--json", cwd=ws.root).expect(0)
+
+
+def test_lineage_export_formats(ws, cli, make_file) -> None:  # type: ignore[no-untyped-def]
+    d = make_file(ws.root / "d.bin", b"data")
+    m = make_file(ws.root / "m.bin", b"model")
+    cli("record", d, "--name", "d", "--kind", "dataset", cwd=ws.root).expect(0)
+    cli("record", m, "--name", "m", "--kind", "model", "--input", "d", cwd=ws.root).expect(0)
+    bom = cli("lineage", "m", "--format", "cyclonedx", cwd=ws.root).expect(0).json()
+    assert bom["bomFormat"] == "CycloneDX" and bom["specVersion"] == "1.6"
+    events = cli("lineage", "m", "--format", "openlineage", cwd=ws.root).expect(0).json()
+    assert events and all("eventType" in e for e in events)
+    prov = cli("lineage", "m", "--format", "prov", cwd=ws.root).expect(0).json()
+    assert "@context" in prov

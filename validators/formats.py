@@ -86,3 +86,31 @@ def _is_text(head: bytes) -> bool:
         except UnicodeDecodeError:
             return False
     return b"\x00" not in head
+
+
+class ExtraFormat(enum.StrEnum):
+    """Formats recognised by the model scanner beyond :class:`FileFormat` (structure checks)."""
+
+    TAR = "tar"
+    LZMA = "lzma"
+    ZLIB = "zlib"
+    ONNX = "onnx"
+    JOBLIB_ZF = "joblib-zfile"
+
+
+_ONNX_NEXT_TAGS = frozenset({0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x4A, 0x52, 0x5A, 0x62})
+
+
+def detect_extra(head: bytes) -> ExtraFormat | None:
+    """Formats that need more than a fixed magic: tar (ustar at 257), raw LZMA, zlib, ONNX."""
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return ExtraFormat.TAR
+    if head.startswith(b"\x5d\x00\x00") and len(head) >= 13:
+        return ExtraFormat.LZMA
+    if len(head) >= 2 and head[0] == 0x78 and head[1] in (0x01, 0x5E, 0x9C, 0xDA):
+        return ExtraFormat.ZLIB
+    if head.startswith(b"ZF0x"):
+        return ExtraFormat.JOBLIB_ZF
+    if len(head) >= 3 and head[0] == 0x08 and 1 <= head[1] <= 30 and head[2] in _ONNX_NEXT_TAGS:
+        return ExtraFormat.ONNX
+    return None

@@ -18,7 +18,7 @@ class ScanLimits:
     """Bounds on the work done for hostile input; hitting one is itself a finding."""
 
     max_pickle_opcodes: int = 5_000_000
-    max_archive_members: int = 100_000
+    max_archive_members: int = 1_000_000
     max_decompressed_bytes: int = 4 * 1024**3
     max_compression_ratio: float = 200.0
     max_nesting_depth: int = 3
@@ -39,6 +39,7 @@ class ScanTarget:
 class ScanOptions:
     limits: ScanLimits = field(default_factory=ScanLimits)
     extra_safe_globals: frozenset[str] = frozenset()
+    second_opinion: bool = True  # also run picklescan on every pickle stream and merge its verdict
 
 
 class FileScanner(Protocol):

@@ -12,14 +12,14 @@ from pathlib import Path
 from custody.validators.findings import Finding, ScanReport, Severity
 from custody.validators.formats import HEAD_BYTES, FileFormat, detect
 from custody.validators.interface import FileScanner, ScanOptions, ScanTarget
-from custody.validators.pickle_scan import PickleScanner
+from custody.validators.models.scanner import ModelScanner
 
 # Formats that are data, not code, and need no scanner of their own at this point.
 _INERT = frozenset({FileFormat.TEXT, FileFormat.EMPTY, FileFormat.PARQUET})
 
 
 def default_scanners() -> list[FileScanner]:
-    return [PickleScanner()]
+    return [ModelScanner()]
 
 
 def read_head(path: Path) -> bytes:

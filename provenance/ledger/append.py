@@ -69,11 +69,8 @@ def append_version(
     signer: NoteSigner,
     now: datetime,
 ) -> ArtifactVersionPublic:
-    artifact_id = _artifact_id(conn, name, kind, now)
-    last = conn.execute(
-        select(func.max(_VERSIONS.c.version)).where(_VERSIONS.c.artifact_id == artifact_id)
-    ).scalar()
-    version = int(last or 0) + 1
+    artifact_id, last = _artifact_and_last_version(conn, name, kind, now)
+    version = last + 1
     signed = build(version)
     digest = {"algorithm": manifest.algorithm, "value": manifest.digest}
     payload: dict[str, Any] = {
@@ -128,20 +125,23 @@ def append_version(
                                                  "kind": kind})
 
 
-def _artifact_id(conn: Connection, name: str, kind: str, now: datetime) -> int:
+def _artifact_and_last_version(conn: Connection, name: str, kind: str, now: datetime
+                               ) -> tuple[int, int]:
     row = conn.execute(
-        select(_ARTIFACTS.c.id, _ARTIFACTS.c.kind).where(_ARTIFACTS.c.name == name)
+        select(_ARTIFACTS.c.id, _ARTIFACTS.c.kind, func.max(_VERSIONS.c.version))
+        .select_from(_ARTIFACTS.outerjoin(_VERSIONS, _VERSIONS.c.artifact_id == _ARTIFACTS.c.id))
+        .where(_ARTIFACTS.c.name == name)
+        .group_by(_ARTIFACTS.c.id, _ARTIFACTS.c.kind)
     ).first()
     if row is None:
         return int(conn.execute(
             insert(_ARTIFACTS).returning(_ARTIFACTS.c.id),
             {"name": name, "kind": kind, "created_at": now},
-        ).scalar_one())
-    if row.kind != kind:
-        raise UsageError(f"{name} is recorded as a {row.kind}, not a {kind}",
-                         hint=f"use --kind {row.kind} or another name")
-    return int(row.id)
-
+        ).scalar_one()), 0
+    if row[1] != kind:
+        raise UsageError(f"{name} is recorded as a {row[1]}, not a {kind}",
+                         hint=f"use --kind {row[1]} or another name")
+    return int(row[0]), int(row[2] or 0)
 
 def _keyless_columns(facts: dict[str, Any] | None) -> dict[str, Any]:
     if not facts:

@@ -13,10 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
-from sqlmodel import Session
 
 from custody.errors import LedgerError
 
@@ -81,17 +80,12 @@ def _configure_postgres(engine: Engine) -> None:
 
 
 @contextmanager
-def write_session(engine: Engine) -> Iterator[Session]:
-    """A session whose transaction holds the ledger's append lock until commit."""
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that holds the ledger's append lock until it commits (Core, no ORM)."""
     with engine.connect() as raw:
         conn = raw.execution_options(**{WRITE_OPTION: True})
-        with Session(bind=conn) as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+        with conn.begin():
+            yield conn
 
 
 def check_schema(engine: Engine, url: str) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, func, insert, tuple_
+from sqlalchemy import Connection, and_, func, insert, or_
 from sqlmodel import Session, col, select
 
 from custody.errors import LedgerError
@@ -36,6 +36,7 @@ from custody.provenance.merkle import (
 _ENTRIES = LedgerEntry.__table__  # type: ignore[attr-defined]
 _NODES = MerkleNode.__table__  # type: ignore[attr-defined]
 _CHECKPOINTS = CheckpointRow.__table__  # type: ignore[attr-defined]
+_META = LedgerMeta.__table__  # type: ignore[attr-defined]
 
 META_ORIGIN = "origin"
 META_VKEY = "checkpoint_vkey"
@@ -85,11 +86,11 @@ def latest_checkpoint(session: Session) -> CheckpointRow:
     return row
 
 
-def initialise(session: Session, signer: NoteSigner, now: datetime) -> None:
+def initialise(conn: Connection, signer: NoteSigner, now: datetime) -> None:
     """Write the ledger's identity and the signed checkpoint of the empty tree."""
-    session.add(LedgerMeta(key=META_ORIGIN, value=signer.name))
-    session.add(LedgerMeta(key=META_VKEY, value=signer.verifier().vkey))
-    session.add(CheckpointRow.model_validate(_checkpoint_values(signer, CompactRange(), now)))
+    conn.execute(insert(_META), [{"key": META_ORIGIN, "value": signer.name},
+                                 {"key": META_VKEY, "value": signer.verifier().vkey}])
+    conn.execute(insert(_CHECKPOINTS), _checkpoint_values(signer, CompactRange(), now))
 
 
 def append_entries(
@@ -100,14 +101,14 @@ def append_entries(
     The caller holds the append lock and has checked that ``signer`` is this ledger's key.
     """
     head = conn.execute(
-        select(_CHECKPOINTS.c.size, _CHECKPOINTS.c.frontier)
+        select(_CHECKPOINTS.c.size, _CHECKPOINTS.c.frontier,
+               select(func.max(_ENTRIES.c.idx)).scalar_subquery())
         .order_by(_CHECKPOINTS.c.size.desc()).limit(1)
     ).first()
     if head is None:
         raise LedgerError("the ledger has no checkpoint: it was not created by `custody init`",
                           hint="run `custody audit verify`")
-    size, frontier_text = int(head.size), str(head.frontier)
-    beyond = conn.execute(select(func.max(_ENTRIES.c.idx))).scalar()
+    size, frontier_text, beyond = int(head[0]), str(head[1]), head[2]
     if beyond is not None and beyond >= size:
         raise LedgerError(
             f"the ledger holds entry {beyond}, beyond its latest signed checkpoint "
@@ -153,10 +154,15 @@ def fetch_nodes(session: Session, plan: ProofPlan) -> dict[NodeID, bytes]:
     wanted = sorted({n for group in plan for n in group})
     if not wanted:
         return {}
+    # One (level = L AND index IN (...)) term per level: SQLite uses the primary key for that,
+    # but scans the whole table for a row-value IN list.
+    by_level: dict[int, list[int]] = {}
+    for node in wanted:
+        by_level.setdefault(node.level, []).append(node.index)
     rows = session.exec(
-        select(MerkleNode).where(
-            tuple_(col(MerkleNode.level), col(MerkleNode.index)).in_(wanted)
-        )
+        select(MerkleNode).where(or_(*(
+            and_(col(MerkleNode.level) == level, col(MerkleNode.index).in_(indices))
+            for level, indices in by_level.items())))
     ).all()
     found = {NodeID(r.level, r.index): bytes(r.hash) for r in rows}
     missing = [n for n in wanted if n not in found]

@@ -20,7 +20,7 @@ from custody.errors import LedgerError, NotFoundError, UsageError
 from custody.provenance.checkpoint import NoteSigner
 from custody.provenance.ledger import append, log
 from custody.provenance.ledger.append import InputLink, SignedRecord
-from custody.provenance.ledger.engine import check_schema, make_engine, redact, write_session
+from custody.provenance.ledger.engine import check_schema, make_engine, redact, write_transaction
 from custody.provenance.ledger.graph import NO_LIMIT, EdgeRow, walk_edges
 from custody.provenance.ledger.models import (
     Artifact,
@@ -98,8 +98,8 @@ class Ledger:
                     hint="point the workspace at it with --ledger instead of creating it again",
                 )
             upgrade(engine)
-            with write_session(engine) as session:
-                log.initialise(session, signer, utc_now())
+            with write_transaction(engine) as conn:
+                log.initialise(conn, signer, utc_now())
         except (DBAPIError, SQLAlchemyError) as exc:
             raise LedgerError(f"cannot create ledger at {redact(url)}: {exc}") from None
         return cls(engine, url, signer)
@@ -125,18 +125,18 @@ class Ledger:
         """Append the next version of ``name``; ``build(version)`` signs it under the lock."""
         check_name(name)
         signer = self._signer()
-        with write_session(self.engine) as session:
+        with write_transaction(self.engine) as conn:
             return append.append_version(
-                session.connection(), name=name, kind=kind, manifest=manifest, inputs=inputs,
+                conn, name=name, kind=kind, manifest=manifest, inputs=inputs,
                 build=build, signer=signer, now=utc_now(),
             )
 
     def append_revocation(self, target: ArtifactVersionPublic, *, reason: str, bundle: str,
                           signer: str, signer_key: str | None) -> int:
         note_signer = self._signer()
-        with write_session(self.engine) as session:
+        with write_transaction(self.engine) as conn:
             return append.append_revocation(
-                session.connection(), target, reason=reason, bundle=bundle,
+                conn, target, reason=reason, bundle=bundle,
                 signer_identity=signer, signer_key=signer_key, signer=note_signer,
                 now=utc_now())
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import custody.provenance.ledger.models  # noqa: F401 - registers the tables on the metadata
+import custody.provenance.ledger.models
+import custody.provenance.service.models  # noqa: F401 - the service's token table
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -1,0 +1,133 @@
+"""``custody serve`` and ``custody token ...``: the HTTP service and its bearer tokens
+(registered by cli.py; FastAPI and uvicorn are imported only when ``serve`` runs)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from custody import _render as render
+from custody._cli_common import STATE, JsonOpt, current_workspace, want_json
+from custody.errors import EXIT_ERROR, EXIT_OK, CustodyError, UsageError
+
+token_app = typer.Typer(help="Create and list the service's bearer tokens.",
+                        no_args_is_help=True, rich_markup_mode=None)
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)] = 8471,
+    ledger: Annotated[str | None, typer.Option(
+        "--ledger", metavar="URL", help="Ledger database URL or path (else the global --ledger, "
+        "$CUSTODY_LEDGER, or the nearest .custody/).")] = None,
+    policy: Annotated[Path | None, typer.Option(
+        "--policy", metavar="FILE", help="Verification policy file (else .custody/policy.toml, "
+        "else the workspace's trusted keys).")] = None,
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="PEM certificate chain "
+                                                  "(serve HTTPS).")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key.")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64,
+                                         help="Worker processes.")] = 1,
+    max_body: Annotated[int | None, typer.Option(
+        "--max-body", metavar="BYTES", help="Largest request body accepted (default 16 MiB).")
+    ] = None,
+) -> None:
+    """Run the HTTP API (FastAPI on uvicorn): verify, records, lineage, proofs, admission."""
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("give --tls-cert and --tls-key together")
+    for path in (tls_cert, tls_key, policy):
+        if path is not None and not path.is_file():
+            raise UsageError(f"{path} is not a file", subject=str(path))
+    chosen = ledger or STATE["ledger"]
+    if chosen:
+        os.environ["CUSTODY_LEDGER"] = chosen
+    if policy is not None:
+        os.environ["CUSTODY_POLICY"] = str(policy.absolute())
+    if max_body is not None:
+        os.environ["CUSTODY_SERVICE_MAX_BODY"] = str(max_body)
+    from custody.provenance.service.settings import ServiceContext, Settings
+
+    ServiceContext.open(Settings.from_env()).close()  # fail here, not in every worker
+    import uvicorn
+
+    render.err().print(f"custody service on {'https' if tls_cert else 'http'}://{host}:{port} "
+                       f"({workers} worker(s))")
+    uvicorn.run("custody.provenance.service.app:create_app_from_env", factory=True, host=host,
+                port=port, workers=workers, log_level="info", server_header=False,
+                ssl_certfile=str(tls_cert) if tls_cert else None,
+                ssl_keyfile=str(tls_key) if tls_key else None)
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option("--role", help="reader, auditor, publisher or admin.")],
+    label: Annotated[str, typer.Option("--label", help="Who or what holds it.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a bearer token; it is printed once and stored only as its SHA-256."""
+    from custody.provenance.service.tokens import create_token
+
+    ledger = current_workspace().open_ledger()
+    try:
+        token, info = create_token(ledger.engine, role, label)
+    finally:
+        ledger.close()
+    if want_json(as_json):
+        render.emit_json({"token": token, **info.to_json()})
+        return
+    sys.stdout.write(token + "\n")
+    render.err().print(f"created {info.role} token #{info.id}; it is not shown again")
+
+
+@token_app.command("list")
+def token_list(as_json: JsonOpt = False) -> None:
+    """List tokens (id, role, label, created, revoked); never the tokens themselves."""
+    from custody.provenance.service.tokens import list_tokens
+
+    ledger = current_workspace().open_ledger()
+    try:
+        tokens = list_tokens(ledger.engine)
+    finally:
+        ledger.close()
+    if want_json(as_json):
+        render.emit_json({"tokens": [t.to_json() for t in tokens]})
+        return
+    for t in tokens:
+        state = "revoked" if t.revoked else "active"
+        render.out().print(f"{t.id}\t{t.role}\t{state}\t"
+                           f"{t.created_at.isoformat(timespec='seconds')}\t{render.esc(t.label)}",
+                           markup=False)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.")]) -> None:
+    """Revoke a token by id (it stops working at once)."""
+    from custody.provenance.service.tokens import revoke_token
+
+    ledger = current_workspace().open_ledger()
+    try:
+        revoke_token(ledger.engine, token_id)
+    finally:
+        ledger.close()
+    render.err().print(f"revoked token #{token_id}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m custody.provenance.service``: serve and token, outside the custody CLI."""
+    app = typer.Typer(no_args_is_help=True, add_completion=False,
+                      pretty_exceptions_enable=False, rich_markup_mode=None)
+    app.command("serve")(serve)
+    app.add_typer(token_app, name="token")
+    try:
+        app(args=argv, prog_name="custody")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_ERROR)
+    except CustodyError as exc:
+        render.error(exc, as_json="--json" in (argv or sys.argv))
+        return exc.exit_code
+    return EXIT_OK

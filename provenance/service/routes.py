@@ -1,0 +1,229 @@
+"""The JSON API (``/v1``): verify, records, artifacts, lineage, checkpoint, proofs, tokens."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from custody.errors import NotFoundError, RefusedError, UsageError
+from custody.provenance import exports
+from custody.provenance.ledger.models import ArtifactVersionPublic
+from custody.provenance.ledger.store import Ledger
+from custody.provenance.lineage import LineageGraph, lineage
+from custody.provenance.merkle import leaf_hash
+from custody.provenance.service.checks import verify_digest
+from custody.provenance.service.deps import context, require
+from custody.provenance.service.ingest import append_signed
+from custody.provenance.service.tokens import TokenInfo, create_token, list_tokens, revoke_token
+
+router = APIRouter()
+Reader = Annotated[TokenInfo, Depends(require("reader"))]
+Publisher = Annotated[TokenInfo, Depends(require("publisher"))]
+Admin = Annotated[TokenInfo, Depends(require("admin"))]
+MAX_DEPTH = 64
+
+
+def version_json(v: ArtifactVersionPublic) -> dict[str, Any]:
+    return {
+        "ref": v.ref, "name": v.name, "version": v.version, "kind": v.kind,
+        "digest": f"{v.digest_algorithm}:{v.digest}", "size": v.size, "files": v.file_count,
+        "signer": v.signer, "signer_issuer": v.signer_issuer, "scan_verdict": v.scan_verdict,
+        "scan_max_severity": v.scan_max_severity,
+        "recorded_at": v.recorded_at.isoformat(timespec="seconds"), "ledger_index": v.entry_idx,
+    }
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise UsageError("the request body is not JSON") from None
+    if not isinstance(data, dict):
+        raise UsageError("the request body must be a JSON object")
+    return data
+
+
+def _b64(items: list[bytes]) -> list[str]:
+    return [base64.b64encode(h).decode("ascii") for h in items]
+
+
+def _known_size(ledger: Ledger, size: int) -> int:
+    if size > ledger.head().size:
+        raise NotFoundError(f"the ledger has no checkpoint of size {size} yet")
+    return size
+
+
+@router.get("/healthz", tags=["service"])
+def healthz(request: Request) -> dict[str, Any]:
+    """Liveness and ledger reachability (no token needed)."""
+    head = context(request).ledger.head()
+    return {"ok": True, "tree_size": head.size}
+
+
+@router.post("/v1/verify", tags=["verify"])
+async def verify_endpoint(request: Request, _auth: Reader) -> JSONResponse:
+    """Verify the record of a digest (``{"digest": "sha256:…"}``) or of a manifest
+    (``{"manifest": {…}}`` or the manifest itself), optionally ``"name"``; the chain is walked."""
+    body = await json_body(request)
+    manifest: Any
+    if "resources" in body:  # the manifest itself
+        manifest, digest, name = body, None, None
+    else:
+        manifest, digest, name = body.get("manifest"), body.get("digest"), body.get("name")
+    if manifest is not None and not isinstance(manifest, dict):
+        raise UsageError("manifest must be a JSON object")
+    if digest is not None and not isinstance(digest, str):
+        raise UsageError("digest must be a string")
+    if name is not None and not isinstance(name, str):
+        raise UsageError("name must be a string")
+    ctx = context(request)
+
+    def run() -> dict[str, Any]:
+        try:
+            return verify_digest(ctx.ledger, ctx.policy, ctx.ledger_verifier, digest=digest,
+                                 manifest=manifest, name=name).to_json()
+        except RefusedError as exc:
+            return {"verdict": "refused", "rule": exc.rule, "message": exc.message,
+                    "hint": exc.hint, "subject": exc.subject}
+
+    from starlette.concurrency import run_in_threadpool
+
+    return JSONResponse(await run_in_threadpool(run))
+
+
+@router.post("/v1/records", status_code=201, tags=["records"])
+async def append_record(request: Request, _auth: Publisher) -> dict[str, Any]:
+    """Append a record signed by the client: ``{"bundle": …, "oms_bundle"?: …,
+    "allow_flagged"?: false, "scan_report"?: {…}}``."""
+    from starlette.concurrency import run_in_threadpool
+
+    body = await json_body(request)
+    ctx = context(request)
+    version = await run_in_threadpool(append_signed, ctx.ledger, ctx.policy, body)
+    return version_json(version)
+
+
+@router.get("/v1/artifacts", tags=["artifacts"])
+def list_artifacts(request: Request, _auth: Reader, name: str | None = None,
+                   limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+                   offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+    """Recorded versions (of one name), oldest first."""
+    versions = context(request).ledger.list_versions(name)
+    return {"total": len(versions),
+            "versions": [version_json(v) for v in versions[offset:offset + limit]]}
+
+
+@router.get("/v1/artifacts/{ref:path}", tags=["artifacts"])
+def get_artifact(request: Request, ref: str, _auth: Reader) -> dict[str, Any]:
+    """One version (``NAME@VERSION``, ``NAME`` for the latest, ``sha256:HEX``) with its signed
+    statement, bundle, scan report and inputs."""
+    ledger = context(request).ledger
+    version = ledger.resolve(ref)
+    stored = ledger.stored_record(version)
+    inputs = [{"ref": v.ref, "activity": e.activity}
+              for e, v in ledger.edges([version.id], upstream=True)]
+    return {**version_json(version), "inputs": inputs,
+            "statement": json.loads(stored.statement), "bundle": json.loads(stored.bundle),
+            "scan_report": json.loads(stored.scan_report)}
+
+
+def lineage_graph(request: Request, ref: str, direction: str, depth: int,
+                  as_of: int | None) -> LineageGraph:
+    if direction not in ("upstream", "downstream"):
+        raise UsageError("direction is upstream or downstream")
+    return lineage(context(request).ledger, ref, upstream=direction == "upstream",
+                   depth=depth, as_of=as_of)
+
+
+@router.get("/v1/lineage/{ref:path}", tags=["lineage"])
+def get_lineage(request: Request, ref: str, _auth: Reader, direction: str = "upstream",
+                depth: Annotated[int, Query(ge=1, le=MAX_DEPTH)] = 10,
+                as_of: Annotated[int | None, Query(ge=0)] = None,
+                format: str = "json") -> Response:
+    """The lineage graph; ``format`` json, openlineage, cyclonedx, prov or dot."""
+    graph = lineage_graph(request, ref, direction, depth, as_of)
+    if format == "json":
+        return JSONResponse(graph.to_json())
+    if format == "dot":
+        return PlainTextResponse(graph.to_dot(), media_type="text/vnd.graphviz")
+    if format == "openlineage":
+        return JSONResponse(exports.to_openlineage(graph))
+    if format == "cyclonedx":
+        return JSONResponse(exports.to_cyclonedx(graph),
+                            media_type="application/vnd.cyclonedx+json")
+    if format == "prov":
+        return JSONResponse(exports.to_prov(graph), media_type="application/ld+json")
+    raise UsageError(f"unknown format {format[:40]!r}",
+                     hint="use json, openlineage, cyclonedx, prov or dot")
+
+
+@router.get("/v1/checkpoint", tags=["log"])
+def checkpoint(request: Request, _auth: Reader,
+               size: Annotated[int | None, Query(ge=0)] = None, format: str = "json"
+               ) -> Response:
+    """The newest signed checkpoint (or the one of ``size``); ``format=note`` for the note."""
+    ledger = context(request).ledger
+    row = ledger.head() if size is None else ledger.checkpoint(_known_size(ledger, size))
+    if format == "note":
+        return PlainTextResponse(row.note)
+    return JSONResponse({"size": row.size, "root": row.root, "note": row.note,
+                         "origin": ledger.meta().get("origin")})
+
+
+@router.get("/v1/proofs/inclusion/{index}", tags=["log"])
+def inclusion(request: Request, index: int, _auth: Reader,
+              size: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+    """The entry at ``index``, its leaf hash and its inclusion proof under a signed checkpoint
+    (the newest unless ``size``)."""
+    ledger = context(request).ledger
+    head = ledger.head() if size is None else ledger.checkpoint(_known_size(ledger, size))
+    if not 0 <= index < head.size:
+        raise NotFoundError(f"entry {index} is not covered by the checkpoint of size "
+                            f"{head.size}")
+    entry = ledger.entry(index)
+    proof = ledger.prove_inclusion(index, head.size)
+    return {"index": index, "tree_size": head.size, "root": head.root,
+            "leaf_hash": leaf_hash(entry.payload.encode("utf-8")).hex(),
+            "entry": json.loads(entry.payload), "proof": _b64(proof), "checkpoint": head.note}
+
+
+@router.get("/v1/proofs/consistency", tags=["log"])
+def consistency(request: Request, _auth: Reader,
+                first: Annotated[int, Query(alias="from", ge=0)],
+                second: Annotated[int, Query(alias="to", ge=0)]) -> dict[str, Any]:
+    """The consistency proof from the checkpoint of size ``from`` to that of size ``to``."""
+    if first > second:
+        raise UsageError("from must not exceed to")
+    ledger = context(request).ledger
+    _known_size(ledger, second)
+    old, new = ledger.checkpoint(first), ledger.checkpoint(second)
+    proof = ledger.prove_consistency(first, second)
+    return {"from": first, "to": second, "proof": _b64(proof),
+            "from_checkpoint": old.note, "to_checkpoint": new.note}
+
+
+@router.get("/v1/tokens", tags=["tokens"])
+def tokens(request: Request, _auth: Admin) -> dict[str, Any]:
+    return {"tokens": [t.to_json() for t in list_tokens(context(request).ledger.engine)]}
+
+
+@router.post("/v1/tokens", status_code=201, tags=["tokens"])
+async def new_token(request: Request, _auth: Admin) -> dict[str, Any]:
+    """``{"role": "reader|auditor|publisher|admin", "label": "…"}``; the token is shown once."""
+    body = await json_body(request)
+    role, label = body.get("role"), body.get("label", "")
+    if not isinstance(role, str) or not isinstance(label, str):
+        raise UsageError("role and label are strings")
+    token, info = create_token(context(request).ledger.engine, role, label)
+    return {"token": token, **info.to_json()}
+
+
+@router.delete("/v1/tokens/{token_id}", tags=["tokens"])
+def delete_token(request: Request, token_id: int, _auth: Admin) -> dict[str, Any]:
+    revoke_token(context(request).ledger.engine, token_id)
+    return {"revoked": token_id}

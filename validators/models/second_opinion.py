@@ -1,0 +1,66 @@
+"""picklescan as a second opinion on every pickle stream Custody has already analysed.
+
+Its dangerous globals are merged into the report when Custody did not already call them
+critical. picklescan failing is not a pass for Custody (its own verdict stands) and never
+crashes the scan. Only the byte ranges of the pickles Custody found are handed over, so the cost
+follows the pickle streams, not the tensor data between them.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+
+from custody.validators.findings import Finding, Severity
+from custody.validators.models.context import Ctx
+
+_logger = logging.getLogger("picklescan")
+_logger.addHandler(logging.NullHandler())
+_logger.propagate = False
+
+_PICKLESCAN_ERRORS = (
+    ValueError, TypeError, RuntimeError, IndexError, KeyError, OSError, EOFError,
+    AttributeError, struct.error, RecursionError, MemoryError, NotImplementedError,
+)  # fmt: skip
+
+
+def picklescan_dangerous(data: bytes) -> list[tuple[str, str]] | None:
+    """``(module, name)`` pairs picklescan calls dangerous; ``None`` if it is unavailable."""
+    try:
+        from picklescan.scanner import SafetyLevel, scan_pickle_bytes
+    except ImportError:
+        return None
+    try:
+        result = scan_pickle_bytes(io.BytesIO(data), "custody", multiple_pickles=False)
+    except _PICKLESCAN_ERRORS:
+        return []
+    return [
+        (str(g.module), str(g.name)) for g in result.globals if g.safety is SafetyLevel.Dangerous
+    ]
+
+
+def merge(data: bytes, ctx: Ctx, ours: list[Finding], at: str) -> list[Finding]:
+    """Findings for what picklescan flags in ``data`` that our findings do not already cover."""
+    pairs = picklescan_dangerous(data)
+    if not pairs:
+        return []
+    critical = {str(f.evidence.get("global")) for f in ours if f.severity is Severity.CRITICAL}
+    unresolved = any(f.rule_id == "pickle.global.unresolved" for f in ours)
+    out: list[Finding] = []
+    for module, name in sorted(set(pairs)):
+        qualified = f"{module}.{name}"
+        if qualified in critical:
+            continue
+        if "unknown" in (module, name) and not unresolved:
+            continue  # picklescan could not resolve a name that Custody resolved and judged
+        out.append(
+            ctx.finding(
+                "picklescan.dangerous",
+                Severity.HIGH,
+                f"picklescan (second opinion) calls the global {qualified} dangerous",
+                at=at,
+                evidence={"global": qualified, "scanner": "picklescan"},
+            )
+        )
+    return out
