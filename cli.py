@@ -36,7 +36,8 @@ from custody._cli_service import token_app
 from custody.errors import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, CustodyError, UsageError
 
 if TYPE_CHECKING:
-    pass
+    from custody.provenance.checkpoint import NoteVerifier
+    from custody.provenance.policy import Policy
 
 app = typer.Typer(
     name="custody",
@@ -245,7 +246,8 @@ def record_cmd(
 
 @app.command("verify")
 def verify_cmd(
-    path: Annotated[Path, typer.Argument(help="The file or directory about to be used.")],
+    path: Annotated[Path | None, typer.Argument(
+        help="The file or directory about to be used (or --dvc-stage).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Expected artifact name.")] = None,
     keys: Annotated[list[Path] | None, typer.Option(
         "--key", metavar="PUB", help="Trusted public key (repeatable; default: the workspace's "
@@ -273,6 +275,10 @@ def verify_cmd(
     ledger_vkey: Annotated[str | None, typer.Option(
         "--ledger-vkey", metavar="VKEY", help="The ledger's checkpoint key (default: the "
         "workspace's ledger_vkey).")] = None,
+    dvc_stage: Annotated[str | None, typer.Option(
+        "--dvc-stage", metavar="NAME", help="Verify every output of this DVC stage.")] = None,
+    dvc_lock: Annotated[Path, typer.Option(
+        "--dvc-lock", metavar="FILE", help="The dvc.lock of --dvc-stage.")] = Path("dvc.lock"),
     policy_file: Annotated[Path | None, typer.Option(
         "--policy", metavar="FILE", help="Policy file (default: .custody/policy.toml if it "
         "exists).")] = None,
@@ -286,6 +292,8 @@ def verify_cmd(
 
     if bundle is not None and receipt is not None:
         raise UsageError("give --bundle or --receipt, not both")
+    if (path is None) == (dvc_stage is None):
+        raise UsageError("give PATH or --dvc-stage NAME (one of them)")
     explicit = bool(keys or identity or identity_regexp or issuer or ca_certs)
     standalone = bundle is not None or receipt is not None
     ws = optional_workspace() if standalone else current_workspace()
@@ -295,6 +303,11 @@ def verify_cmd(
         threshold=threshold, policy_file=policy_file, workspace=None if explicit else ws)
     pinned = NoteVerifier.from_vkey(ledger_vkey) if ledger_vkey else (
         ws.ledger_verifier() if ws else None)
+    if dvc_stage is not None:
+        _verify_dvc_stage(dvc_stage, dvc_lock, policy, pinned, as_json=want_json(as_json),
+                          allow_symlinks=allow_symlinks)
+        return
+    assert path is not None  # noqa: S101 - checked above
     with render.progress("hashing", size_hint(path), enabled=not want_json(as_json)) as tick:
         if bundle is not None:
             from custody.provenance.verify_bundle import verify_standalone
@@ -322,6 +335,24 @@ def verify_cmd(
         render.emit_json({"ok": True, **report.to_json()})
         return
     render.verification(path, report)
+
+
+def _verify_dvc_stage(stage: str, lock: Path, policy: Policy, pinned: NoteVerifier | None, *,
+                      as_json: bool, allow_symlinks: bool) -> None:
+    from custody.provenance.dvc import stage_outputs
+    from custody.provenance.verify import verify
+
+    ledger = open_workspace_ledger(current_workspace())
+    try:
+        reports = [verify(out, policy, ledger=ledger, ledger_verifier=pinned,
+                          allow_symlinks=allow_symlinks) for out in stage_outputs(stage, lock)]
+    finally:
+        ledger.close()
+    if as_json:
+        render.emit_json({"ok": True, "stage": stage, "outputs": [r.to_json() for r in reports]})
+        return
+    for report in reports:
+        render.verification(Path(report.path), report)
 
 
 @app.command("lineage")

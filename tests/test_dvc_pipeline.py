@@ -149,6 +149,12 @@ def test_verify_the_produced_model_and_stage_outputs(repo: Path, cli) -> None:  
         cli("verify", path, cwd=repo).expect(0, "VERIFIED")
     with pytest.raises(UsageError, match="no stage 'nope'"):
         stage_outputs("nope", repo / "dvc.lock")
+    staged = cli("verify", "--dvc-stage", "train", "--json", cwd=repo).expect(0).json()
+    assert [o["artifact"]["ref"] for o in staged["outputs"]] == ["dvc/model.pkl@1"]
+    cli("verify", "--dvc-stage", "nope", cwd=repo).expect(2, "nope")
+    cli("verify", cwd=repo).expect(2, "--dvc-stage")
+    (repo / "model.pkl").write_bytes(b"swapped")
+    cli("verify", "--dvc-stage", "train", cwd=repo).expect(1, "model.pkl")
 
 
 def test_reimport_records_nothing_new(repo: Path, cli) -> None:  # type: ignore[no-untyped-def]
