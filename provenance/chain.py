@@ -36,6 +36,20 @@ class NodeResult:
     inputs: tuple[str, ...] = ()
     inclusion: dict[str, Any] | None = None
 
+    @classmethod
+    def of(cls, version: ArtifactVersionPublic, claims: RecordClaims, *, signer: str,
+           scan_verdict: str, depth: int, inclusion: dict[str, Any] | None) -> NodeResult:
+        return cls(
+            ref=version.ref,
+            kind=version.kind,
+            digest=f"{version.digest_algorithm}:{version.digest}",
+            signer=signer,
+            scan_verdict=scan_verdict,
+            depth=depth,
+            inputs=tuple(f"{i.name}@{i.version}" for i in claims.inputs),
+            inclusion=inclusion,
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "ref": self.ref,
@@ -183,16 +197,10 @@ class ChainWalker:
                     hint=exc.hint,
                     subject=upstream.ref,
                 ) from exc
-            self.memo[upstream.id] = NodeResult(
-                ref=upstream.ref,
-                kind=upstream.kind,
-                digest=f"{upstream.digest_algorithm}:{upstream.digest}",
-                signer=signer,
-                scan_verdict=str(up_claims.scan.get("verdict")),
-                depth=depth,
-                inputs=tuple(f"{i.name}@{i.version}" for i in up_claims.inputs),
-                inclusion=inclusion,
-            )
+            self.memo[upstream.id] = NodeResult.of(
+                upstream, up_claims, signer=signer,
+                scan_verdict=str(up_claims.scan.get("verdict")), depth=depth,
+                inclusion=inclusion)
             self.walk_inputs(upstream, up_claims, depth + 1)
 
 

@@ -89,16 +89,8 @@ def verify_manifest(
             subject=str(path),
         )
     scan = scan_or_refuse(scan_root, manifest, policy, kind=version.kind, display=path)
-    node = NodeResult(
-        ref=version.ref,
-        kind=version.kind,
-        digest=f"{version.digest_algorithm}:{version.digest}",
-        signer=signer,
-        scan_verdict=scan.verdict.value,
-        depth=0,
-        inputs=tuple(f"{i.name}@{i.version}" for i in claims.inputs),
-        inclusion=inclusion,
-    )
+    node = NodeResult.of(version, claims, signer=signer, scan_verdict=scan.verdict.value,
+                         depth=0, inclusion=inclusion)
     walker.memo[version.id] = node
     walker.walk_inputs(version, claims, depth=1)
     chain = tuple(n for vid, n in walker.memo.items() if vid != version.id)

@@ -11,35 +11,23 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlmodel import Session
 
-_UPSTREAM = """
+_WALK = """
 WITH RECURSIVE walk(input_version_id, output_version_id, activity, depth) AS (
     SELECT e.input_version_id, e.output_version_id, e.activity, 1
     FROM lineage_edges e
-    WHERE e.output_version_id = :root AND e.entry_idx < :as_of
+    WHERE e.{near} = :root AND e.entry_idx < :as_of
   UNION
     SELECT e.input_version_id, e.output_version_id, e.activity, w.depth + 1
-    FROM lineage_edges e JOIN walk w ON e.output_version_id = w.input_version_id
+    FROM lineage_edges e JOIN walk w ON e.{near} = w.{far}
     WHERE w.depth < :depth AND e.entry_idx < :as_of
 )
 SELECT input_version_id, output_version_id, activity, MIN(depth) AS depth
 FROM walk GROUP BY input_version_id, output_version_id, activity
 ORDER BY depth, input_version_id, output_version_id
 """
-
-_DOWNSTREAM = """
-WITH RECURSIVE walk(input_version_id, output_version_id, activity, depth) AS (
-    SELECT e.input_version_id, e.output_version_id, e.activity, 1
-    FROM lineage_edges e
-    WHERE e.input_version_id = :root AND e.entry_idx < :as_of
-  UNION
-    SELECT e.input_version_id, e.output_version_id, e.activity, w.depth + 1
-    FROM lineage_edges e JOIN walk w ON e.input_version_id = w.output_version_id
-    WHERE w.depth < :depth AND e.entry_idx < :as_of
-)
-SELECT input_version_id, output_version_id, activity, MIN(depth) AS depth
-FROM walk GROUP BY input_version_id, output_version_id, activity
-ORDER BY depth, input_version_id, output_version_id
-"""
+# Upstream: from an output to the inputs it was made from; downstream: the other way round.
+_UPSTREAM = _WALK.format(near="output_version_id", far="input_version_id")
+_DOWNSTREAM = _WALK.format(near="input_version_id", far="output_version_id")
 
 NO_LIMIT = 2**31 - 1  # entry indices are 32-bit integers on every backend
 

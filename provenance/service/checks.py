@@ -52,16 +52,9 @@ def check_version(ledger: Ledger, policy: Policy, verifier: NoteVerifier | None,
     """Check one recorded version and its whole upstream chain; raise a RefusedError if not."""
     walker = ChainWalker(ledger, policy, InclusionChecker(ledger, verifier))
     claims, signer, inclusion = walker.check_record(version, depth=0)
-    node = NodeResult(
-        ref=version.ref,
-        kind=version.kind,
-        digest=f"{version.digest_algorithm}:{version.digest}",
-        signer=signer,
-        scan_verdict=str(claims.scan.get("verdict")),
-        depth=0,
-        inputs=tuple(f"{i.name}@{i.version}" for i in claims.inputs),
-        inclusion=inclusion,
-    )
+    node = NodeResult.of(version, claims, signer=signer,
+                         scan_verdict=str(claims.scan.get("verdict")), depth=0,
+                         inclusion=inclusion)
     walker.memo[version.id] = node
     walker.walk_inputs(version, claims, depth=1)
     chain = tuple(n for vid, n in walker.memo.items() if vid != version.id)
