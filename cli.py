@@ -139,10 +139,19 @@ def scan(
     ] = None,
     sarif: Annotated[Path | None, typer.Option(
         "--sarif", metavar="FILE", help="Also write the findings as SARIF 2.1.0.")] = None,
+    baseline: Annotated[str | None, typer.Option(
+        "--baseline", metavar="PATH|REF", help="Datasets: compare with this snapshot (schema, "
+        "drift, poisoning).")] = None,
+    label: Annotated[str | None, typer.Option(
+        "--label", metavar="COLUMN", help="Datasets: the label column (else detected).")] = None,
+    id_column: Annotated[str | None, typer.Option(
+        "--id", metavar="COLUMN", help="Datasets: the row id column (else detected).")] = None,
     allow_symlinks: SymlinkOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Scan PATH for dangerous content without loading it (exit 1 on a finding)."""
+    """Scan PATH for dangerous content without loading it (exit 1 on a finding).
+
+    With --baseline, PATH is a dataset snapshot compared with a baseline as well."""
     from custody.provenance.hashing import iter_files
     from custody.validators.interface import ScanOptions
     from custody.validators.scan import scan_files
@@ -159,6 +168,23 @@ def scan(
              for p, rel in iter_files(path, allow_symlinks=allow_symlinks)]
     with render.progress("scanning", size_hint(path), enabled=not want_json(as_json)):
         report = scan_files(str(path), files, threshold=limit, options=options)
+    extra: dict[str, object] = {}
+    if baseline is not None or label is not None or id_column is not None:
+        from custody.provenance.datasets import assess_dataset, merge
+
+        ws = optional_workspace()
+        ledger = ws.open_ledger() if ws is not None else None
+        try:
+            assessment = assess_dataset(path, ledger=ledger, name=None, baseline=baseline,
+                                        label=label, id_column=id_column)
+        finally:
+            if ledger is not None:
+                ledger.close()
+        if assessment is None:
+            raise UsageError(f"{path} is not a Parquet or CSV table")
+        report = merge(report, assessment)
+        extra = {"schema_fingerprint": assessment.claims.get("schema_fingerprint"),
+                 "baseline": assessment.claims.get("baseline")}
     if sarif is not None:
         import json
 
@@ -167,10 +193,11 @@ def scan(
         sarif.write_text(json.dumps(to_sarif(report, base=str(path), tool_version=__version__),
                                     indent=2) + "\n", encoding="utf-8")
     if want_json(as_json):
-        render.emit_json(report.to_json())
+        render.emit_json({**report.to_json(), **extra})
     else:
         render.scan_table(report)
-    if any(f.rule_id == "scanner.unreadable" for f in report.findings):
+    if any(f.rule_id in ("scanner.unreadable", "dataset.unreadable",
+                         "dataset.baseline_unreadable") for f in report.findings):
         raise typer.Exit(EXIT_ERROR)
     if report.refused:
         raise typer.Exit(EXIT_REFUSED)
@@ -200,10 +227,19 @@ def record_cmd(
     identity_token: Annotated[str | None, typer.Option(
         help="OIDC identity token for keyless signing (else ambient CI credentials, else a "
         "browser flow).")] = None,
-    threshold: Annotated[str, typer.Option(help="Lowest severity that refuses.")] = "medium",
+    threshold: Annotated[str | None, typer.Option(
+        help="Lowest severity that refuses (default: medium for models, high for datasets).")
+    ] = None,
     allow_flagged: Annotated[bool, typer.Option(
         "--allow-flagged", help="Record even if the scan flags it (verify will refuse it).")
     ] = False,
+    baseline: Annotated[str | None, typer.Option(
+        "--baseline", metavar="PATH|REF", help="Datasets: compare with this snapshot (default: "
+        "the previous version of NAME).")] = None,
+    label: Annotated[str | None, typer.Option(
+        "--label", metavar="COLUMN", help="Datasets: the label column (else detected).")] = None,
+    id_column: Annotated[str | None, typer.Option(
+        "--id", metavar="COLUMN", help="Datasets: the row id column (else detected).")] = None,
     oms: Annotated[bool, typer.Option(
         "--oms/--no-oms", help="Models: also sign in OpenSSF Model Signing form.")] = True,
     bundle_out: Annotated[Path | None, typer.Option(
@@ -214,7 +250,7 @@ def record_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Hash, scan, sign and append PATH to the ledger; print NAME@VERSION and the digest."""
-    from custody.provenance.record import record
+    from custody.provenance.record import DatasetOptions, record
 
     ws = current_workspace()
     signer = make_signer(ws, key=key, cert=cert, cert_chain=cert_chain or [], sigstore=sigstore,
@@ -225,9 +261,10 @@ def record_cmd(
         with render.progress("hashing", size_hint(path), enabled=not want_json(as_json)) as tick:
             result = record(path, name=name, kind=kind, ledger=ledger, signer=signer,
                             inputs=inputs or [], activity=activity,
-                            threshold=parse_threshold(threshold), allow_flagged=allow_flagged,
-                            allow_symlinks=allow_symlinks, oms=oms, progress=tick,
-                            tool_version=__version__)
+                            threshold=parse_threshold(threshold) if threshold else None,
+                            allow_flagged=allow_flagged, allow_symlinks=allow_symlinks,
+                            oms=oms, progress=tick, tool_version=__version__,
+                            dataset=DatasetOptions(baseline, label, id_column))
     finally:
         ledger.close()
     if bundle_out is not None:
@@ -450,7 +487,7 @@ def quickstart(
     for exc in result.refusals:
         say("refused, as it should be:")
         render.error(exc, as_json=False)
-    expected = 2
+    expected = 3
     if want_json(as_json):
         render.emit_json({
             "ok": len(result.refusals) == expected,
@@ -464,7 +501,7 @@ def quickstart(
         console.print("[bold red]quickstart: a tampered or malicious file was NOT refused[/]")
         raise typer.Exit(EXIT_REFUSED)
     console.print("[bold green]quickstart complete[/]: the model and its training data verify; "
-                  "tampered and malicious files are refused.")
+                  "tampered, malicious and poisoned files are refused.")
 
 
 @app.command()

@@ -48,6 +48,7 @@ class RecordClaims:
     recorded_at: str
     dvc: dict[str, Any] | None = None  # DVC's hash of the artifact, when DVC tracks it
     activity: dict[str, Any] | None = None  # how it was made, e.g. a DVC stage's cmd/params
+    dataset: dict[str, Any] | None = None  # schema fingerprint, label counts, baseline, profile
 
 
 def build_statement(
@@ -62,6 +63,7 @@ def build_statement(
     tool_version: str,
     dvc: Mapping[str, Any] | None = None,
     activity: Mapping[str, Any] | None = None,
+    dataset: Mapping[str, Any] | None = None,
 ) -> Statement:
     predicate = {
         "artifact": {"name": name, "kind": kind, "version": version},
@@ -75,6 +77,8 @@ def build_statement(
         predicate["dvc"] = dict(dvc)
     if activity is not None:
         predicate["activity"] = dict(activity)
+    if dataset is not None:
+        predicate["dataset"] = dict(dataset)
     return Statement(
         subjects=(Subject(name=name, digest={"sha256": manifest.digest}),),
         predicate_type=CUSTODY_PREDICATE,
@@ -107,6 +111,7 @@ def parse_claims(statement: Statement, *, source: str) -> RecordClaims:
             recorded_at=str(data["recordedAt"]),
             dvc=_optional_object(data, "dvc"),
             activity=_optional_object(data, "activity"),
+            dataset=_optional_object(data, "dataset"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise VerificationError(

@@ -144,6 +144,16 @@ class ChainWalker:
                 f"policy allows {age}",
                 rule="policy.max_age", hint="record a fresh version", subject=version.ref,
             )
+        if self.policy.require_baseline and version.kind == "dataset":
+            compared = claims.dataset or {}
+            if not compared.get("schema_fingerprint") or (
+                    version.version > 1 and not compared.get("baseline")):
+                raise VerificationError(
+                    f"{label} is a dataset recorded without a baseline comparison",
+                    rule="policy.baseline_required",
+                    hint="record it with --baseline PATH|REF (or after a previous version)",
+                    subject=version.ref,
+                )
         if (self.policy.require_trained_on and version.kind == "model"
                 and not any(i.activity == "trained_on" for i in claims.inputs)):
             raise VerificationError(

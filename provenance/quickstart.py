@@ -1,8 +1,9 @@
 """``custody quickstart``: the whole flow on the bundled sample data, in one folder, offline.
 
 init → record the sample dataset → record a model trained on it → verify the model's chain →
-show its lineage → show two refusals: a copy of the model with one byte changed, and a
-malicious pickle that is refused before it is ever recorded.
+show its lineage → show three refusals: a copy of the model with one byte changed, a
+malicious pickle refused before it is ever recorded, and a next dataset snapshot whose labels
+were poisoned.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from custody.errors import RefusedError, UsageError
 from custody.provenance.ledger.audit import audit_ledger
 from custody.provenance.lineage import LineageGraph, lineage
 from custody.provenance.policy import Policy
-from custody.provenance.record import RecordResult, record
+from custody.provenance.record import DatasetOptions, RecordResult, record
 from custody.provenance.verify import VerificationReport, verify
 from custody.provenance.workspace import CONFIG, DIRNAME, Workspace, init_workspace, load_workspace
 from custody.signing.key_signer import ECKeySigner
 from custody.signing.keys import load_private_key
 
-SAMPLES = ("dataset-v1.parquet", "model.pkl", "malicious.pkl")
+SAMPLES = ("dataset-v1.parquet", "dataset-v2-poisoned.parquet", "model.pkl", "malicious.pkl")
 
 
 @dataclass
@@ -89,6 +90,12 @@ def run_quickstart(directory: Path, say: Callable[[str], None], *, version: str
         try:
             record(data / "malicious.pkl", name="sample-malicious", kind="model", ledger=ledger,
                    signer=signer, tool_version=version)
+        except RefusedError as exc:
+            result.refusals.append(exc)
+        try:
+            record(data / "dataset-v2-poisoned.parquet", name="sample-dataset", kind="dataset",
+                   ledger=ledger, signer=signer, tool_version=version,
+                   dataset=DatasetOptions(baseline=str(data / "dataset-v1.parquet")))
         except RefusedError as exc:
             result.refusals.append(exc)
         return result

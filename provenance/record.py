@@ -10,6 +10,7 @@ from typing import Any
 
 from custody.errors import ScanRefusedError, UsageError
 from custody.provenance.attestation import RecordedInput, build_statement
+from custody.provenance.datasets import assess_dataset, merge
 from custody.provenance.dvc import DvcInfo, check_dvc_workspace
 from custody.provenance.hashing import ProgressCallback, hash_path
 from custody.provenance.ledger.append import InputLink, SignedRecord
@@ -22,6 +23,18 @@ from custody.signing.oms import oms_manifest_from
 from custody.validators.findings import ScanReport, Severity
 from custody.validators.interface import ScanOptions
 from custody.validators.scan import scan_files
+
+DEFAULT_THRESHOLDS = {"model": Severity.MEDIUM, "dataset": Severity.HIGH}
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    """How a dataset snapshot is compared: ``baseline`` is a path or a ledger REF (default: the
+    previous version of the same name); label and id columns are detected when not given."""
+
+    baseline: str | None = None
+    label: str | None = None
+    id_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +81,7 @@ def record(
     signer: Signer,
     inputs: Sequence[str] = (),
     activity: str = "trained_on",
-    threshold: Severity = Severity.MEDIUM,
+    threshold: Severity | None = None,
     allow_flagged: bool = False,
     allow_symlinks: bool = False,
     oms: bool = True,
@@ -76,11 +89,15 @@ def record(
     tool_version: str = "0",
     dvc: DvcInfo | None = None,
     activity_details: Mapping[str, Any] | None = None,
+    dataset: DatasetOptions | None = None,
 ) -> RecordResult:
     """Record one artifact version; raise before writing anything if a step fails.
 
     Models are also signed in OpenSSF Model Signing form (``oms``), so ``model_signing verify``
     accepts them; that signature is kept in the ledger and exported by ``custody bundle --oms``.
+    Tabular datasets are compared with a baseline (see :mod:`custody.provenance.datasets`).
+    The default threshold is ``medium`` for models and ``high`` for datasets (harmless drift
+    and schema changes are reported, poisoning and breaking schema changes refuse).
     """
     check_name(name)
     if kind not in KINDS:
@@ -94,8 +111,17 @@ def record(
         raise UsageError("the same input is given twice", hint="list each --input once")
     if dvc is None:  # raises dvc.workspace_mismatch if DVC tracks it and the bytes differ
         dvc = check_dvc_workspace(path)
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLDS[kind]
     manifest = hash_path(path, allow_symlinks=allow_symlinks, progress=progress)
     report = scan_manifest(path, manifest, threshold=threshold)
+    assessment = None
+    if kind == "dataset":
+        options = dataset or DatasetOptions()
+        assessment = assess_dataset(path, ledger=ledger, name=name, baseline=options.baseline,
+                                    label=options.label, id_column=options.id_column)
+        if assessment is not None:
+            report = merge(report, assessment)
     if report.refused and not allow_flagged:
         worst = report.blocking()
         first = worst[0] if worst else None
@@ -136,6 +162,7 @@ def record(
             tool_version=tool_version,
             dvc=dvc.to_json() if dvc is not None else None,
             activity=activity_details,
+            dataset=assessment.claims if assessment is not None else None,
         ).to_bytes()
         bundle = signer.sign_statement(statement)
         bundles.append(bundle)
@@ -147,6 +174,8 @@ def record(
             signer_key=signer.public_key_pem,
             oms_bundle=oms_bundle,
             keyless=_keyless_facts(bundle),
+            entry_extras={"dataset_profile": assessment.profile}
+            if assessment is not None and assessment.profile else None,
         )
 
     version = ledger.append_version(

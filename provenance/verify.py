@@ -89,12 +89,34 @@ def verify_manifest(
             subject=str(path),
         )
     scan = scan_or_refuse(scan_root, manifest, policy, kind=version.kind, display=path)
+    if version.kind == "dataset" and policy.expectation_suites:
+        scan = _expectations(scan_root, scan, policy, display=path)
     node = NodeResult.of(version, claims, signer=signer, scan_verdict=scan.verdict.value,
                          depth=0, inclusion=inclusion)
     walker.memo[version.id] = node
     walker.walk_inputs(version, claims, depth=1)
     chain = tuple(n for vid, n in walker.memo.items() if vid != version.id)
     return VerificationReport(str(path), manifest, node, scan, chain)
+
+
+def _expectations(root: Path, scan: ScanReport, policy: Policy, *, display: Path
+                  ) -> ScanReport:
+    """Run the policy's great-expectations suites on a dataset; a failure refuses."""
+    from custody.validators.dataset.expectations import run_suite
+
+    findings = [f for suite in policy.expectation_suites
+                for f in run_suite(root, suite, path=str(display))]
+    merged = ScanReport(scan.path, scan.findings + tuple(findings), scan.errored,
+                        policy.threshold_for("dataset"), (*scan.scanners, "expectations"))
+    if merged.refused:
+        worst = merged.blocking()
+        first = worst[0] if worst else None
+        raise ScanRefusedError(
+            f"{display}: the policy's expectation suites fail: "
+            f"{first.message if first else 'a suite could not run'}",
+            rule=first.rule_id if first else "expectation.error",
+            hint="see `custody scan` with the suite, or fix the data", subject=str(display))
+    return merged
 
 
 def scan_or_refuse(path: Path, manifest: Manifest, policy: Policy, *, kind: str | None = None,

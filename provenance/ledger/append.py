@@ -56,6 +56,7 @@ class SignedRecord:
     signer_key: str | None = None  # PEM public key for key-signed bundles, kept in the entry
     oms_bundle: str | None = None  # models: the OpenSSF Model Signing signature (model.sig)
     keyless: dict[str, Any] | None = None  # keyless: identity, issuer, log index, signed time
+    entry_extras: dict[str, Any] | None = None  # unsigned data kept in the log entry (profiles)
 
 
 def append_version(
@@ -79,6 +80,8 @@ def append_version(
     }
     if signed.oms_bundle is not None:
         payload["oms_bundle"] = signed.oms_bundle
+    for key, value in (signed.entry_extras or {}).items():
+        payload.setdefault(key, value)
     entries = [NewEntry("artifact_version", canonical_json(payload))]
     entries += [NewEntry("lineage_edge", canonical_json({
         "type": "lineage_edge",
