@@ -17,7 +17,7 @@ from custody.validators.models.context import Ctx, LimitHit
 from custody.validators.models.inline_data import skip_bytes
 from custody.validators.models.opcodes import PickleBreak, read_exact
 from custody.validators.models.pickle_scan import scan_one_pickle
-from custody.validators.models.pickle_vm import GlobalRef
+from custody.validators.models.pickle_values import GlobalRef
 
 Recurse = Callable[[BinaryIO, "int | None", Ctx], list[Finding]]
 _TORCH_MEMBERS = frozenset({"sys_info", "pickle", "storages", "tensors"})

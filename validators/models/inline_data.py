@@ -16,7 +16,7 @@ import re
 from typing import BinaryIO
 
 from custody.validators.models.opcodes import PickleBreak, read_exact
-from custody.validators.models.pickle_vm import DictV, GlobalRef, Obj
+from custody.validators.models.pickle_values import DictV, GlobalRef, Obj
 
 JOBLIB_WRAPPERS = frozenset(
     {

@@ -11,6 +11,7 @@ from custody.validators.models.context import Ctx
 from custody.validators.models.pickle_scan import scan_pickle_stream
 
 SECOND_OPINION_MAX = 64 << 20
+SECOND_OPINION_MAX_OPS = 250_000  # longer pickles: picklescan judges the globals we resolved
 
 
 def scan_pickle_content(
@@ -24,10 +25,15 @@ def scan_pickle_content(
     if ctx.options.second_opinion:
         for seg in scan.segments:
             end = seg.end if seg.error is None else min(seg.end, size)
-            if 0 < end - seg.start <= SECOND_OPINION_MAX:
+            if not 0 < end - seg.start <= SECOND_OPINION_MAX:
+                continue
+            if seg.ops <= SECOND_OPINION_MAX_OPS:
                 stream.seek(seg.start)
                 data = stream.read(end - seg.start)
-                findings.extend(second_opinion.merge(data, ctx, findings, f"byte {seg.start}"))
+            else:
+                pairs = ((g.module, g.name) for g in seg.globals if not g.module.startswith("<"))
+                data = second_opinion.globals_pickle(pairs)
+            findings.extend(second_opinion.merge(data, ctx, findings, f"byte {seg.start}"))
     stream.seek(start)
     if zipfile.is_zipfile(stream):
         findings.append(

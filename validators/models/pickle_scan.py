@@ -26,7 +26,8 @@ from custody.validators.models.inline_data import (
     torch_storage_sizes,
 )
 from custody.validators.models.opcodes import BytesRef, PickleBreak
-from custody.validators.models.pickle_vm import GlobalRef, Obj, PickleMachine, PickleResult
+from custody.validators.models.pickle_values import GlobalRef, Obj, PickleResult
+from custody.validators.models.pickle_vm import PickleMachine
 from custody.validators.models.policy import classify_global
 from custody.validators.models.render import short_repr as render
 
@@ -45,6 +46,8 @@ LOADERS = frozenset(
         "torch.storage._load_from_bytes",
     }
 )
+# every name part of a loader's qualified name, however it is split into module and name
+_LOADER_NAMES = frozenset(q[i + 1 :] for q in LOADERS for i, c in enumerate(q) if c == ".")
 MAX_NESTED_BYTES = 64 << 20
 
 
@@ -269,17 +272,22 @@ class _StreamScanner:
     # -- nested payloads --------------------------------------------------------------------
     def _nested(self, result: PickleResult, where: str) -> None:
         for call in result.calls:
-            if not (isinstance(call.func, GlobalRef) and call.func.qualified in LOADERS):
+            func = call.func
+            if not (
+                isinstance(func, GlobalRef)
+                and func.name in _LOADER_NAMES
+                and func.qualified in LOADERS
+            ):
                 continue
             payload = call.args[0] if isinstance(call.args, tuple) and call.args else None
             data = self._payload_bytes(payload)
-            label = _at(where, call.pos) + f" (nested {call.func.qualified} payload)"
+            label = _at(where, call.pos) + f" (nested {func.qualified} payload)"
             if data is None:
                 self.out.findings.append(
                     self.ctx.finding(
                         "pickle.nested.opaque",
                         Severity.HIGH,
-                        f"{call.func.qualified} loads a payload that cannot be read statically",
+                        f"{func.qualified} loads a payload that cannot be read statically",
                         at=_at(where, call.pos),
                     )
                 )

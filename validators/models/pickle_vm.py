@@ -13,80 +13,23 @@ from __future__ import annotations
 import lzma
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
 from custody.validators.models.context import Budget
 from custody.validators.models.opcodes import BY_CODE, Arg, PickleBreak, read_arg
-
-CHECK_EVERY = 1 << 15
-
-
-@dataclass(eq=False, slots=True)
-class GlobalRef:
-    module: str
-    name: str
-    pos: int
-    opcode: str
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.module}.{self.name}"
-
-
-@dataclass(eq=False, slots=True)
-class Obj:
-    """The result of calling ``func`` with ``args`` (REDUCE, NEWOBJ, OBJ, INST)."""
-
-    func: object
-    args: object
-    pos: int
-    opcode: str
-    state: object = None
-
-
-@dataclass(eq=False, slots=True)
-class Persistent:
-    pid: object
-
-
-@dataclass(eq=False, slots=True)
-class DictV:
-    items: list[tuple[object, object]] = field(default_factory=list)
-
-
-@dataclass(eq=False, slots=True)
-class SetV:
-    items: list[object] = field(default_factory=list)
-    frozen: bool = False
-
-
-@dataclass(eq=False, slots=True)
-class Opaque:
-    what: str
-
-
-@dataclass(slots=True)
-class Anomaly:
-    rule: str
-    message: str
-    pos: int
-
-
-@dataclass
-class PickleResult:
-    start: int
-    end: int = 0
-    ops: int = 0
-    proto: int | None = None
-    stopped: bool = False
-    root: object = None
-    error: PickleBreak | None = None
-    globals: list[GlobalRef] = field(default_factory=list)
-    calls: list[Obj] = field(default_factory=list)
-    persistent_ids: list[object] = field(default_factory=list)
-    anomalies: list[Anomaly] = field(default_factory=list)
-
+from custody.validators.models.pickle_fast import run_seekable
+from custody.validators.models.pickle_values import (
+    CHECK_EVERY,
+    Anomaly,
+    DictV,
+    GlobalRef,
+    Obj,
+    Opaque,
+    Persistent,
+    PickleResult,
+    SetV,
+    detached,
+)
 
 BuildHook = Callable[[Obj, BinaryIO], None]
 
@@ -114,14 +57,13 @@ class PickleMachine:
         self.metastack: list[list[object]] = []
         self.memo: dict[int, object] = {}
         self.result = PickleResult(start=stream.tell())
-        self._table: dict[int, tuple[str, Arg, Callable[[object], None]]] = {
-            code: (name, kind, getattr(self, f"op_{name}"))
-            for code, (name, kind) in BY_CODE.items()
-        }
+        self._table = _TABLE  # handlers taken from the class: no cycle through bound methods
 
     # -- driver ---------------------------------------------------------------------------
     def run(self, first: bytes = b"") -> PickleResult:
         """Run to STOP; ``first`` is the opcode byte already read from an unseekable stream."""
+        if self.size is not None and not first:
+            return run_seekable(self)
         stream, table, size, res = self.stream, self._table, self.size, self.result
         res.start -= len(first)
         read = stream.read
@@ -145,11 +87,11 @@ class PickleMachine:
                 name, kind, handler = entry
                 arg = None if kind is Arg.NONE else read_arg(kind, stream, stream.tell() - 1, size)
                 try:
-                    handler(arg)
+                    handler(self, arg)
                 except IndexError:
                     raise PickleBreak(f"{name} on an empty stack", stream.tell() - 1) from None
         except PickleBreak as exc:
-            res.error = exc
+            res.error = detached(exc)
         except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
             res.error = PickleBreak(f"the underlying stream cannot be read: {exc}", stream.tell())
         finally:
@@ -157,6 +99,16 @@ class PickleMachine:
             res.ops = ops
             res.end = stream.tell()
         return res
+
+    def step(self, code: int) -> None:
+        """Run the opcode ``code`` whose byte was just read; its argument follows in the stream."""
+        name, kind, handler = self._table[code]
+        stream = self.stream
+        arg = None if kind is Arg.NONE else read_arg(kind, stream, stream.tell() - 1, self.size)
+        try:
+            handler(self, arg)
+        except IndexError:
+            raise PickleBreak(f"{name} on an empty stack", stream.tell() - 1) from None
 
     # -- helpers --------------------------------------------------------------------------
     def _pop_mark(self) -> list[object]:
@@ -410,3 +362,9 @@ class PickleMachine:
 
     def op_READONLY_BUFFER(self, _: object) -> None:
         return
+
+
+_TABLE: dict[int, tuple[str, Arg, Callable[[PickleMachine, object], None]]] = {
+    code: (name, kind, getattr(PickleMachine, f"op_{name}"))
+    for code, (name, kind) in BY_CODE.items()
+}

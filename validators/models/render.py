@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from custody.validators.models.opcodes import BytesRef
-from custody.validators.models.pickle_vm import DictV, GlobalRef, Obj
+from custody.validators.models.pickle_values import DictV, GlobalRef, Obj
 
 
 def short_repr(value: object, limit: int = 120) -> str:

@@ -7,6 +7,7 @@ Limits on the work are counted per file; each limit hit is a finding.
 
 from __future__ import annotations
 
+import gc
 import os
 
 from custody.validators.findings import Finding
@@ -30,6 +31,12 @@ class ModelScanner:
 
     def scan(self, target: ScanTarget, options: ScanOptions) -> list[Finding]:
         ctx = Ctx.root(options, target.relpath, folder=target.path.parent)
-        with target.path.open("rb") as stream:
-            size = os.fstat(stream.fileno()).st_size
-            return scan_content(stream, size, ctx)
+        collecting = gc.isenabled()
+        gc.disable()  # the scan's objects live until it ends: see pickle_fast's docstring
+        try:
+            with target.path.open("rb") as stream:
+                size = os.fstat(stream.fileno()).st_size
+                return scan_content(stream, size, ctx)
+        finally:
+            if collecting:
+                gc.enable()

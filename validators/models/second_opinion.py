@@ -4,6 +4,11 @@ Its dangerous globals are merged into the report when Custody did not already ca
 critical. picklescan failing is not a pass for Custody (its own verdict stands) and never
 crashes the scan. Only the byte ranges of the pickles Custody found are handed over, so the cost
 follows the pickle streams, not the tensor data between them.
+
+picklescan keeps every opcode of a pickle in a list (about 1.3 us and 120 bytes per opcode), so
+a pickle longer than the caller's bound (a checkpoint with 100,000 tensors has 3 million
+opcodes) gets a bounded second opinion instead: :func:`globals_pickle` writes every global
+Custody resolved into a small pickle that picklescan then judges with its own lists.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import struct
+from collections.abc import Iterable
 
 from custody.validators.findings import Finding, Severity
 from custody.validators.models.context import Ctx
@@ -38,6 +44,18 @@ def picklescan_dangerous(data: bytes) -> list[tuple[str, str]] | None:
     return [
         (str(g.module), str(g.name)) for g in result.globals if g.safety is SafetyLevel.Dangerous
     ]
+
+
+def globals_pickle(pairs: Iterable[tuple[str, str]]) -> bytes:
+    """A pickle that only imports ``(module, name)`` pairs (STACK_GLOBAL), for picklescan."""
+    parts = [b"\x80\x04"]
+    for module, name in sorted(set(pairs)):
+        for text in (module, name):
+            raw = text.encode("utf-8", "surrogatepass")
+            parts.append(b"X" + len(raw).to_bytes(4, "little") + raw)
+        parts.append(b"\x930")  # STACK_GLOBAL, POP
+    parts.append(b"N.")
+    return b"".join(parts)
 
 
 def merge(data: bytes, ctx: Ctx, ours: list[Finding], at: str) -> list[Finding]:

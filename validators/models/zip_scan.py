@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Callable
 from typing import BinaryIO
+from zipfile import ZIP_STORED
 
 from custody.validators.findings import Finding, Severity
 from custody.validators.models import keras_config
@@ -24,6 +25,7 @@ from custody.validators.models.zip_reader import (
     Member,
     ZipBroken,
     crc_problem,
+    file_descriptor,
     list_members,
     open_member,
     read_local_header,
@@ -54,7 +56,7 @@ def scan_zip(stream: BinaryIO, size: int, ctx: Ctx, recurse: Recurse) -> list[Fi
         ]
     findings = [ctx.finding("zip.anomaly", Severity.MEDIUM, p) for p in problems]
     findings.extend(_overlaps(members, ctx))
-    if any(_TORCHSCRIPT.match(m.name) for m in members):
+    if any("code/" in m.name and _TORCHSCRIPT.match(m.name) for m in members):
         ctx = dataclasses.replace(ctx, torchscript=True)
         findings.append(
             ctx.finding(
@@ -64,16 +66,52 @@ def scan_zip(stream: BinaryIO, size: int, ctx: Ctx, recurse: Recurse) -> list[Fi
                 "(TorchScript, not Python); load it only with the same trust as code",
             )
         )
+    fd = file_descriptor(stream)
     try:
         for member in members:
             if ctx.budget.exhausted:
                 break
             ctx.budget.add_member()
-            if not member.name.endswith("/"):
+            name = member.name
+            if name.endswith("/"):
+                continue
+            if member.compress_type == ZIP_STORED and _STORAGE.match(name):
+                findings.extend(_scan_storage(stream, fd, member, ctx))
+            else:
                 findings.extend(_scan_member(stream, member, ctx, recurse))
         findings.extend(_keras(stream, members, ctx))
     except LimitHit as hit:
         findings.append(ctx.limit_finding(hit))
+    return findings
+
+
+def _scan_storage(stream: BinaryIO, fd: int | None, member: Member, ctx: Ctx) -> list[Finding]:
+    """A stored tensor storage: the local header and the first two bytes, in one positioned read.
+
+    Loaders read it as raw bytes, so it is only scanned (tolerantly) when it starts like a
+    protocol 2-5 pickle. This is :func:`_scan_member`'s storage branch without a stream object
+    per member; a checkpoint holds one storage per tensor.
+    """
+    try:
+        head = read_local_header(stream, member, sniff=2, fd=fd)
+    except ZipBroken as exc:
+        return [
+            ctx.inside(f"member {member.name}").finding(
+                "zip.member_unreadable", Severity.HIGH, f"{exc}; its content was not inspected"
+            )
+        ]
+    if member.file_size != member.compress_size:
+        member.problems.append("stored member with different compressed and full sizes")
+    pickle_like = len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+    if not member.problems and not pickle_like:
+        return []
+    inner = ctx.inside(f"member {member.name}")
+    findings = [inner.finding("zip.anomaly", Severity.MEDIUM, p) for p in member.problems]
+    if pickle_like:
+        opened = open_member(stream, member, ctx.budget)
+        findings.extend(
+            scan_pickle_stream(opened.stream, inner, opened.size, tolerant=True).findings
+        )
     return findings
 
 
@@ -97,7 +135,7 @@ def _scan_member(stream: BinaryIO, member: Member, ctx: Ctx, recurse: Recurse) -
             )
         return findings
     findings.extend(recurse(opened.stream, opened.size, inner))
-    if member.info.file_size <= _MAX_CRC_CHECK:
+    if member.file_size <= _MAX_CRC_CHECK:
         opened.stream.read()  # the rest of a small member, so that the CRC covers all of it
     problem = crc_problem(member, opened)
     if problem is not None:
@@ -113,7 +151,7 @@ def _peek2(stream: BinaryIO) -> bytes:
 
 
 def _overlaps(members: list[Member], ctx: Ctx) -> list[Finding]:
-    spans = sorted((m.info.header_offset, m.info.compress_size, m.name) for m in members)
+    spans = sorted((m.header_offset, m.compress_size, m.name) for m in members)
     for (start, length, name), (nxt, _, other) in itertools.pairwise(spans):
         if start == nxt or start + length > nxt:
             return [
