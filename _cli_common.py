@@ -18,6 +18,14 @@ if TYPE_CHECKING:
 STATE: dict[str, Any] = {"ledger": None, "json": False}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Write the report as JSON to stdout.")]
+BaselineOpt = Annotated[str | None, typer.Option(
+    "--baseline", metavar="PATH|REF", help="Datasets: compare with this snapshot (a path: "
+    "schema, drift and poisoning; a REF: schema and drift; default for record: the previous "
+    "version of NAME).")]
+LabelOpt = Annotated[str | None, typer.Option(
+    "--label", metavar="COLUMN", help="Datasets: the label column (else detected).")]
+IdOpt = Annotated[str | None, typer.Option(
+    "--id", metavar="COLUMN", help="Datasets: the row id column (else detected).")]
 SymlinkOpt = Annotated[
     bool, typer.Option("--allow-symlinks", help="Follow symlinks that stay inside the artifact.")
 ]

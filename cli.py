@@ -17,7 +17,10 @@ from custody import _render as render
 from custody._cli_audit import audit_app
 from custody._cli_common import (
     STATE,
+    BaselineOpt,
+    IdOpt,
     JsonOpt,
+    LabelOpt,
     SymlinkOpt,
     build_policy,
     current_workspace,
@@ -139,13 +142,9 @@ def scan(
     ] = None,
     sarif: Annotated[Path | None, typer.Option(
         "--sarif", metavar="FILE", help="Also write the findings as SARIF 2.1.0.")] = None,
-    baseline: Annotated[str | None, typer.Option(
-        "--baseline", metavar="PATH|REF", help="Datasets: compare with this snapshot (schema, "
-        "drift, poisoning).")] = None,
-    label: Annotated[str | None, typer.Option(
-        "--label", metavar="COLUMN", help="Datasets: the label column (else detected).")] = None,
-    id_column: Annotated[str | None, typer.Option(
-        "--id", metavar="COLUMN", help="Datasets: the row id column (else detected).")] = None,
+    baseline: BaselineOpt = None,
+    label: LabelOpt = None,
+    id_column: IdOpt = None,
     allow_symlinks: SymlinkOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -233,13 +232,9 @@ def record_cmd(
     allow_flagged: Annotated[bool, typer.Option(
         "--allow-flagged", help="Record even if the scan flags it (verify will refuse it).")
     ] = False,
-    baseline: Annotated[str | None, typer.Option(
-        "--baseline", metavar="PATH|REF", help="Datasets: compare with this snapshot (default: "
-        "the previous version of NAME).")] = None,
-    label: Annotated[str | None, typer.Option(
-        "--label", metavar="COLUMN", help="Datasets: the label column (else detected).")] = None,
-    id_column: Annotated[str | None, typer.Option(
-        "--id", metavar="COLUMN", help="Datasets: the row id column (else detected).")] = None,
+    baseline: BaselineOpt = None,
+    label: LabelOpt = None,
+    id_column: IdOpt = None,
     oms: Annotated[bool, typer.Option(
         "--oms/--no-oms", help="Models: also sign in OpenSSF Model Signing form.")] = True,
     bundle_out: Annotated[Path | None, typer.Option(

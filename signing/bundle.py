@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from custody.errors import VerificationError
+from custody.signing.bundle_info import load_bundle_json
 from custody.signing.dsse import Envelope
 
 BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -38,20 +39,13 @@ class KeyBundle:
 
 def load_key_bundle(text: str | bytes, *, source: str = "bundle") -> KeyBundle:
     """Parse a key-signed bundle; refuse anything that is not exactly that shape."""
-    try:
-        data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise VerificationError(
-            f"{source} is not a Sigstore bundle (not JSON: {exc})",
-            rule="bundle.malformed",
-            subject=source,
-        ) from None
-    if not isinstance(data, dict) or data.get("mediaType") not in _KNOWN_MEDIA_TYPES:
+    data = load_bundle_json(text, source=source)
+    if data.get("mediaType") not in _KNOWN_MEDIA_TYPES:
         raise VerificationError(
             f"{source} is not a Sigstore bundle v0.3", rule="bundle.malformed", subject=source
         )
-    material = data.get("verificationMaterial")
-    if not isinstance(material, dict) or "dsseEnvelope" not in data:
+    material = data["verificationMaterial"]
+    if "dsseEnvelope" not in data:
         raise VerificationError(
             f"{source} has no verification material or no DSSE envelope",
             rule="bundle.malformed",

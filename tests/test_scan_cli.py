@@ -60,3 +60,19 @@ def test_policy_allowlist_extends_the_scanner(cli, tmp_path) -> None:  # type: i
     policy.write_text('[signers.a]\nkeys = ["k.pub"]\n[[trust]]\nsigners = ["a"]\n'
                       '[pickle]\nallow_globals = ["mylib.models.Estimator"]\n')
     cli("scan", f, "--policy", policy, cwd=tmp_path).expect(0)
+
+
+def test_duplicate_member_names_are_reported_in_large_archives(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Loaders pick one of two same-named members; the scanner says so whatever the count."""
+    import warnings
+    import zipfile
+
+    archive = tmp_path / "many.zip"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+        with zipfile.ZipFile(archive, "w") as z:
+            for i in range(6000):
+                z.writestr(f"archive/data/{i}", b"\x00" * 4)
+            z.writestr("archive/data/17", b"\x01" * 4)
+    out = cli("scan", archive, "--json", cwd=tmp_path).json()
+    assert any("duplicate member names" in f["message"] for f in out["findings"]), out
