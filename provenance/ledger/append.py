@@ -124,17 +124,14 @@ def append_version(
              "activity": link.activity, "entry_idx": idx}
             for link, idx in zip(inputs, indices[1:], strict=True)
         ])
-    return ArtifactVersionPublic.model_validate({**values, "id": version_id, "name": name,
-                                                 "kind": kind})
+    # Built from values this function just wrote: no validation pass needed.
+    return ArtifactVersionPublic.model_construct(**values, id=version_id, name=name, kind=kind)
 
 
 def _artifact_and_last_version(conn: Connection, name: str, kind: str, now: datetime
                                ) -> tuple[int, int]:
     row = conn.execute(
-        select(_ARTIFACTS.c.id, _ARTIFACTS.c.kind, func.max(_VERSIONS.c.version))
-        .select_from(_ARTIFACTS.outerjoin(_VERSIONS, _VERSIONS.c.artifact_id == _ARTIFACTS.c.id))
-        .where(_ARTIFACTS.c.name == name)
-        .group_by(_ARTIFACTS.c.id, _ARTIFACTS.c.kind)
+        select(_ARTIFACTS.c.id, _ARTIFACTS.c.kind).where(_ARTIFACTS.c.name == name)
     ).first()
     if row is None:
         return int(conn.execute(
@@ -144,7 +141,10 @@ def _artifact_and_last_version(conn: Connection, name: str, kind: str, now: date
     if row[1] != kind:
         raise UsageError(f"{name} is recorded as a {row[1]}, not a {kind}",
                          hint=f"use --kind {row[1]} or another name")
-    return int(row[0]), int(row[2] or 0)
+    last = conn.execute(
+        select(func.max(_VERSIONS.c.version)).where(_VERSIONS.c.artifact_id == row[0])
+    ).scalar()
+    return int(row[0]), int(last or 0)
 
 def _keyless_columns(facts: dict[str, Any] | None) -> dict[str, Any]:
     if not facts:
