@@ -131,3 +131,9 @@ def test_migrations_build_exactly_the_models_schema(ws) -> None:  # type: ignore
     finally:
         engine.dispose()
     assert diff == []
+
+
+def test_the_head_constant_is_alembics_head() -> None:
+    from custody.provenance.ledger.migrate import HEAD, head_revision
+
+    assert head_revision() == HEAD

@@ -24,6 +24,11 @@ def _config() -> Config:
     return config
 
 
+HEAD = "0004"
+"""The newest migration. Ledger.open compares with this constant so that opening a ledger does not
+import Alembic (tests/test_record_signers.py checks it equals Alembic's own head)."""
+
+
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 

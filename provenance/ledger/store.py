@@ -72,11 +72,11 @@ class Ledger:
     @classmethod
     def open(cls, url: str, *, signer: NoteSigner | None = None) -> Ledger:
         """Open an existing ledger; ``signer`` (the ledger key) is needed only to append."""
-        from custody.provenance.ledger.migrate import current_revision, head_revision
+        from custody.provenance.ledger.migrate import HEAD, current_revision
 
         engine = make_engine(url, must_exist=True)
         check_schema(engine, url)
-        current, head = current_revision(engine), head_revision()
+        current, head = current_revision(engine), HEAD
         if current != head:
             engine.dispose()
             raise LedgerError(
