@@ -26,17 +26,18 @@ from custody.provenance.ledger.models import (
     ManifestFile,
     Revocation,
     SignedStatement,
+    table_of,
     to_utc,
 )
 from custody.provenance.manifest import Manifest
 from custody.signing.statement import canonical_json
 
-_ARTIFACTS = Artifact.__table__  # type: ignore[attr-defined]
-_VERSIONS = ArtifactVersion.__table__  # type: ignore[attr-defined]
-_FILES = ManifestFile.__table__  # type: ignore[attr-defined]
-_STATEMENTS = SignedStatement.__table__  # type: ignore[attr-defined]
-_EDGES = LineageEdge.__table__  # type: ignore[attr-defined]
-_REVOCATIONS = Revocation.__table__  # type: ignore[attr-defined]
+_ARTIFACTS = table_of(Artifact)
+_VERSIONS = table_of(ArtifactVersion)
+_FILES = table_of(ManifestFile)
+_STATEMENTS = table_of(SignedStatement)
+_EDGES = table_of(LineageEdge)
+_REVOCATIONS = table_of(Revocation)
 
 
 @dataclass(frozen=True)

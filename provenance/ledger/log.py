@@ -22,7 +22,13 @@ from sqlmodel import Session, col, select
 
 from custody.errors import LedgerError
 from custody.provenance.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
-from custody.provenance.ledger.models import CheckpointRow, LedgerEntry, LedgerMeta, MerkleNode
+from custody.provenance.ledger.models import (
+    CheckpointRow,
+    LedgerEntry,
+    LedgerMeta,
+    MerkleNode,
+    table_of,
+)
 from custody.provenance.merkle import (
     CompactRange,
     NodeID,
@@ -33,10 +39,10 @@ from custody.provenance.merkle import (
     leaf_hash,
 )
 
-_ENTRIES = LedgerEntry.__table__  # type: ignore[attr-defined]
-_NODES = MerkleNode.__table__  # type: ignore[attr-defined]
-_CHECKPOINTS = CheckpointRow.__table__  # type: ignore[attr-defined]
-_META = LedgerMeta.__table__  # type: ignore[attr-defined]
+_ENTRIES = table_of(LedgerEntry)
+_NODES = table_of(MerkleNode)
+_CHECKPOINTS = table_of(CheckpointRow)
+_META = table_of(LedgerMeta)
 
 META_ORIGIN = "origin"
 META_VKEY = "checkpoint_vkey"

@@ -11,8 +11,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, LargeBinary, Table, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table behind a SQLModel table class (for the append path's Core statements)."""
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
 
 
 def utc_now() -> datetime:

@@ -17,13 +17,13 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from custody.errors import LedgerError, NotFoundError, UsageError
-from custody.provenance.ledger.models import utc_now
+from custody.provenance.ledger.models import table_of, utc_now
 from custody.provenance.service.models import ServiceToken
 
 ROLES = ("reader", "auditor", "publisher", "admin")
 RANK = {"reader": 1, "auditor": 1, "publisher": 2, "admin": 3}
 PREFIX = "cst_"
-_TOKENS = ServiceToken.__table__  # type: ignore[attr-defined]
+_TOKENS = table_of(ServiceToken)
 
 
 @dataclass(frozen=True)
