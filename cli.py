@@ -55,6 +55,12 @@ app.add_typer(dvc_app, name="dvc")
 app.add_typer(token_app, name="token")
 app.command("serve")(serve_cmd)
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"custody {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
 def _global(
     ledger: Annotated[
@@ -64,11 +70,10 @@ def _global(
                      ".custody/ upward)."),
     ] = None,
     as_json: JsonOpt = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, expose_value=False, callback=_print_version,
+        help="Print the version and exit.")] = False,
 ) -> None:
-    if version:
-        typer.echo(f"custody {__version__}")
-        raise typer.Exit(EXIT_OK)
     STATE["ledger"] = ledger
     STATE["json"] = as_json
 
