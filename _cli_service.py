@@ -104,7 +104,10 @@ def token_list(as_json: JsonOpt = False) -> None:
 
 
 @token_app.command("revoke")
-def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.")]) -> None:
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id.")],
+    as_json: JsonOpt = False,
+) -> None:
     """Revoke a token by id (it stops working at once)."""
     from custody.provenance.service.tokens import revoke_token
 
@@ -113,6 +116,9 @@ def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.")
         revoke_token(ledger.engine, token_id)
     finally:
         ledger.close()
+    if want_json(as_json):
+        render.emit_json({"ok": True, "id": token_id, "revoked": True})
+        return
     render.err().print(f"revoked token #{token_id}")
 
 

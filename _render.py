@@ -32,6 +32,23 @@ class LineageFormat(enum.StrEnum):
     PROV = "prov"
 
 
+JSON_FORMATS = frozenset({LineageFormat.JSON, LineageFormat.OPENLINEAGE, LineageFormat.CYCLONEDX,
+                          LineageFormat.PROV})
+
+
+def lineage_format(fmt: LineageFormat | None, *, as_json: bool) -> LineageFormat:
+    """The lineage format: an explicit ``--format`` wins; ``--json`` alone means ``json``.
+    ``--json`` promises a JSON document on stdout, so it refuses the non-JSON formats."""
+    if fmt is None:
+        return LineageFormat.JSON if as_json else LineageFormat.TABLE
+    if as_json and fmt not in JSON_FORMATS:
+        from custody.errors import UsageError
+
+        raise UsageError(f"--json writes JSON, but --format {fmt.value} is not JSON",
+                         hint="drop --json, or use --format json, openlineage, cyclonedx or prov")
+    return fmt
+
+
 _consoles: dict[str, Console] = {}
 
 

@@ -399,7 +399,9 @@ def lineage_cmd(
         "--upstream/--downstream", help="Walk inputs (default) or what was made from it.")
     ] = True,
     depth: Annotated[int, typer.Option(min=1, max=1000, help="Maximum hops.")] = 10,
-    fmt: Annotated[render.LineageFormat, typer.Option("--format")] = render.LineageFormat.TABLE,
+    fmt: Annotated[render.LineageFormat | None, typer.Option(
+        "--format", help="Output format (default: table; json with --json). --json combines "
+        "only with the JSON formats: --json --format dot is a usage error.")] = None,
     as_of: Annotated[int | None, typer.Option(
         "--as-of", metavar="CHECKPOINT_SIZE", min=0,
         help="The graph as it was at that checkpoint (entries below that index).")] = None,
@@ -408,12 +410,13 @@ def lineage_cmd(
     """Show what REF was made from (upstream) or what was made from it (downstream)."""
     from custody.provenance.lineage import lineage
 
+    fmt = render.lineage_format(fmt, as_json=want_json(as_json))
     ledger = open_workspace_ledger(current_workspace())
     try:
         graph = lineage(ledger, ref, upstream=upstream, depth=depth, as_of=as_of)
     finally:
         ledger.close()
-    render.lineage_render(graph, render.LineageFormat.JSON if want_json(as_json) else fmt)
+    render.lineage_render(graph, fmt)
 
 
 @app.command("list")
