@@ -21,7 +21,6 @@ from sqlalchemy import create_engine, text
 from custody.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 SAMPLES = REPO / "sample_data"
 
 

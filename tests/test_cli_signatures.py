@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "sigstore"
+_spec = importlib.util.spec_from_file_location(
+    "vector_paths", Path(__file__).with_name("vector_paths.py"))
+assert _spec and _spec.loader
+_paths = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_paths)
+VECTORS = _paths.vector_folder("sigstore")
 VALID = VECTORS / "sigstore-python" / "valid"
 INVALID = VECTORS / "sigstore-python" / "invalid"
 OMS = VECTORS / "model-transparency"

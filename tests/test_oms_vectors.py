@@ -1,4 +1,4 @@
-"""The model-transparency rows of shared/vectors/sigstore/README.md through Custody's OMS verifier.
+"""The model-transparency rows of tests/vectors/sigstore/README.md through Custody's OMS verifier.
 
 Key (v1.0.0 rawBytes and v1.1.0 hint), certificate-chain and Sigstore keyless signatures made
 by model_signing verify; copies with a changed, missing or extra file do not.
@@ -6,6 +6,7 @@ by model_signing verify; copies with a changed, missing or extra file do not.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from collections.abc import Callable
@@ -36,16 +37,18 @@ from custody.signing.sigstore_verify import (
 )
 from custody.signing.statement import Statement, Subject
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "sigstore"
+_spec = importlib.util.spec_from_file_location(
+    "vector_paths", Path(__file__).with_name("vector_paths.py"))
+assert _spec and _spec.loader
+_paths = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_paths)
+VECTORS = _paths.vector_folder("sigstore")
 MT = VECTORS / "model-transparency"
 KEYS = MT / "keys"
 IBM = "https://sigstore.verify.ibm.com/oauth2"
 STEFAN = IdentityPolicy(IBM, identity="stefanb@us.ibm.com")
 PRODUCTION = SigstoreTrust(trusted_root=VECTORS / "trust" / "production.trusted_root.json")
 STAGING = SigstoreTrust(trusted_root=VECTORS / "trust" / "staging.trusted_root.json")
-
-# The vectors sit beside the checkout (shared/); a missing folder fails, never skips.
-assert VECTORS.is_dir(), f"Sigstore test vectors not found at {VECTORS}"
 
 
 def refused(rule: str, call: Callable[[], object], *needles: str) -> VerificationError:

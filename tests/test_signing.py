@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -15,7 +16,12 @@ from custody.signing.key_signer import ECKeySigner, ECKeyVerifier
 from custody.signing.keys import key_hint, load_public_key
 from custody.signing.statement import Statement, Subject
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "sigstore"
+_spec = importlib.util.spec_from_file_location(
+    "vector_paths", Path(__file__).with_name("vector_paths.py"))
+assert _spec and _spec.loader
+_paths = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_paths)
+VECTORS = _paths.vector_folder("sigstore")
 OMS = VECTORS / "model-transparency"
 
 

@@ -4,6 +4,7 @@ The offline tests cover trust-config loading and token acquisition failures."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -21,15 +22,18 @@ from custody.signing.sigstore_verify import (
 )
 from custody.signing.statement import Statement, Subject
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "sigstore"
+_spec = importlib.util.spec_from_file_location(
+    "vector_paths", Path(__file__).with_name("vector_paths.py"))
+assert _spec and _spec.loader
+_paths = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_paths)
+VECTORS = _paths.vector_folder("sigstore")
 ONLINE = os.environ.get("CUSTODY_ONLINE") == "1"
 CI_MARKERS = ("GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI", "SIGSTORE_ID_TOKEN")
 
 
 @pytest.fixture
 def staging_trust_config(tmp_path: Path) -> Path:
-    if not VECTORS.is_dir():
-        pytest.skip("shared Sigstore vectors missing")
     config = {
         "mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
         "trustedRoot": json.loads((VECTORS / "trust" / "staging.trusted_root.json").read_text()),

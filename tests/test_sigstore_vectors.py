@@ -1,4 +1,4 @@
-"""Every sigstore-python row of shared/vectors/sigstore/README.md through Custody's verifier.
+"""Every sigstore-python row of tests/vectors/sigstore/README.md through Custody's verifier.
 
 Real Fulcio certificates and Rekor entries, pinned trust roots, no network. Mutations of the
 transparency-log entry are made in memory on a copy of the bundle JSON.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,12 @@ from custody.signing.sigstore_verify import (
 )
 from custody.signing.statement import Statement
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "sigstore"
+_spec = importlib.util.spec_from_file_location(
+    "vector_paths", Path(__file__).with_name("vector_paths.py"))
+assert _spec and _spec.loader
+_paths = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_paths)
+VECTORS = _paths.vector_folder("sigstore")
 VALID = VECTORS / "sigstore-python" / "valid"
 INVALID = VECTORS / "sigstore-python" / "invalid"
 STAGING = SigstoreTrust(trusted_root=VECTORS / "trust" / "staging.trusted_root.json")
@@ -41,9 +47,6 @@ GHA = "https://token.actions.githubusercontent.com"
 WILLIAM = IdentityPolicy(GH_OAUTH, identity="william@yossarian.net")
 BEACON = ("https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
           ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main")
-
-# The vectors sit beside the checkout (shared/); a missing folder fails, never skips.
-assert VECTORS.is_dir(), f"Sigstore test vectors not found at {VECTORS}"
 
 
 def refused(rule: str, call: Callable[[], object], *needles: str) -> VerificationError:
