@@ -133,7 +133,8 @@ def _signers(ctx: _Ctx, key: str, raw: Any, sigstore: SigstoreTrust) -> TrustedS
     identities = []
     ids = spec.get("identities", [])
     if not isinstance(ids, list):
-        raise ctx.fail(f"{key}.identities", "must be a list of inline tables")
+        raise ctx.fail(f"{key}.identities",
+                       "must be an array of tables ([[signers.NAME.identities]])")
     for i, item in enumerate(ids):
         entry = ctx.table(item, f"{key}.identities[{i}]",
                           {"identity", "identity_regexp", "issuer"})
