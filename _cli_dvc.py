@@ -1,12 +1,11 @@
 """``custody dvc ...``: DVC pipelines as signed lineage (registered by cli.py).
 
-Importing this module turns DVC's usage analytics off (``DVC_NO_ANALYTICS=1``) for the whole
-``custody`` process and anything it starts. The DVC code itself is imported inside the commands.
+The DVC code is imported inside the commands; it never imports or runs the ``dvc`` application,
+so there are no DVC usage analytics to turn off and ``os.environ`` is left alone.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -16,8 +15,6 @@ from custody import __version__
 from custody import _render as render
 from custody._cli_common import JsonOpt, current_workspace, make_signer, parse_threshold, want_json
 from custody.errors import EXIT_REFUSED, UsageError
-
-os.environ["DVC_NO_ANALYTICS"] = "1"
 
 dvc_app = typer.Typer(help="DVC pipelines: import dvc.lock as signed lineage, check tracked "
                       "paths against their .dvc files.", no_args_is_help=True,

@@ -1,12 +1,15 @@
-"""DVC's md5 values recomputed by Custody equal what the real ``dvc add`` wrote.
+"""DVC's md5 values as Custody computes them (through dvc-data) equal what the real ``dvc add``
+wrote.
 
 Covers DVC 3 ``hash: md5`` files and folders (``.dir`` listings, ``.dvcignore``, non-ASCII
-names, files over one read chunk), DVC 2 ``md5-dos2unix`` (checked against dvc_data's own
-function), workspace checks and their refusals, the naming rule and ``dvc.lock`` ordering.
+names, files over one read chunk), DVC 2 ``md5-dos2unix`` (against dvc_data's path-based
+function and against values worked out here), workspace checks and their refusals, the naming
+rule and ``dvc.lock`` ordering. The ``dvc`` application comes from the ``test`` extra.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -73,6 +76,10 @@ def repo(template: Path, tmp_path: Path) -> Path:
     return root
 
 
+def md5_of(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
 def recorded(root: Path, rel: str) -> tuple[str, int | None, int | None, str]:
     (out,) = read_dvc_file(root / f"{rel}.dvc")
     assert out.md5 is not None
@@ -109,6 +116,13 @@ def test_legacy_dos2unix_matches_dvc_data(template: Path, repo: Path) -> None:
         path = template / rel
         expected = dvc_file_md5(str(path), name="md5-dos2unix")
         assert file_md5(path, HASH_LEGACY)[1] == expected, rel
+    # Independently of dvc_data: CRLF folded per 1 MiB chunk that looks like text, so a CRLF
+    # split across two chunks stays, binary chunks are left alone, the size is the file's.
+    big = b"x" * (2**20 - 1) + b"\r" + b"\n" + b"line\n" * 1000
+    assert file_md5(template / "data/big.txt", HASH_LEGACY) == (len(BIG), md5_of(big))
+    assert file_md5(template / "data/crlf.txt", HASH_LEGACY) == (10, md5_of(b"a,b\n1,2\n"))
+    assert file_md5(template / "data/binary.dat", HASH_LEGACY)[1] == \
+        md5_of(FILES["data/binary.dat"])
     assert file_md5(template / "data/crlf.txt", HASH_LEGACY)[1] != \
         file_md5(template / "data/crlf.txt")[1]
     # A DVC 2 .dvc file (no `hash:` field) is read as md5-dos2unix.
@@ -229,3 +243,19 @@ def test_status_lists_tracked_paths(repo: Path, tmp_path: Path, cli) -> None:  #
     assert result.code == 1
     assert "modified" in result.out and "data/folder" in result.out and "sub/b.bin" in result.out
     cli("dvc", "status", cwd=tmp_path).expect(2, "not inside a DVC repository")
+
+
+def test_folder_hash_leaves_no_listing_in_memory(template: Path) -> None:
+    """dvc-data's Tree.digest() parks each listing in fsspec's process-wide memory store; a
+    long-running process hashing folders would grow without bound unless it is removed."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from custody.provenance.dvc.hashing import DirEntry, dir_md5
+
+    before = dict(MemoryFileSystem.store)
+    md5, _size, _nfiles, _ = recorded(template, "data/folder")
+    for _ in range(3):
+        assert check_dvc_workspace(template / "data" / "folder") is not None
+    assert dir_md5([DirEntry("a", md5_of(b""))]) != dir_md5([])
+    assert dict(MemoryFileSystem.store) == before
+    assert md5.endswith(".dir")

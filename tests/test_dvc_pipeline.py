@@ -216,8 +216,32 @@ def test_exclude_and_default_kinds(repo: Path, cli) -> None:  # type: ignore[no-
     assert stages["train"]["outputs"][0]["ref"] == "dvc/model.pkl@1"
 
 
-def test_dvc_analytics_are_off() -> None:
-    assert os.environ.get("DVC_NO_ANALYTICS") == "1"
+ENV_PROBE = """
+import json, os, sys
+from pathlib import Path
+before = dict(os.environ)
+import custody.cli
+import custody.provenance.dvc as dvc_support
+info = dvc_support.check_dvc_workspace(Path(sys.argv[1]) / "data" / "raw.csv")
+lock = dvc_support.load_lock(Path(sys.argv[1]) / "dvc.lock")
+print(json.dumps({"environ_changed": sorted(set(os.environ.items()) ^ set(before.items())),
+                  "md5": info.md5, "stages": [s.name for s in lock.stages],
+                  "modules": sorted({m.split(".")[0] for m in sys.modules} & {"dvc", "dvc_data"})}))
+"""
+
+
+def test_dvc_support_leaves_the_environment_alone(pipeline_template: Path) -> None:
+    """Importing and using it sets no variable (it used to set DVC_NO_ANALYTICS process-wide)
+    and never loads the ``dvc`` application, whose CLI is what sends DVC's analytics."""
+    env = {k: v for k, v in os.environ.items() if k != "DVC_NO_ANALYTICS"}
+    run = subprocess.run([sys.executable, "-c", ENV_PROBE, str(pipeline_template)], env=env,
+                         capture_output=True, text=True, check=False, timeout=120)
+    assert run.returncode == 0, run.stderr
+    probe = json.loads(run.stdout)
+    assert probe["environ_changed"] == []
+    assert probe["md5"] == _lock_md5(pipeline_template, "prepare", "data/raw.csv")
+    assert probe["stages"] == ["prepare", "train"]
+    assert probe["modules"] == ["dvc_data"]  # DVC's hashing library only, not `dvc`
 
 
 SPLIT = (
@@ -273,3 +297,79 @@ def test_folder_outputs_and_model_containers(folder_template: Path, tmp_path: Pa
     assert [n["ref"] for n in report["chain"]] == ["dvc/data/splits@1", "dvc/data/raw.csv@1"]
     info = check_dvc_workspace(root / "data" / "splits" / "train.csv")
     assert info is not None and info.source == "dvc.lock:split (inside data/splits)"
+
+
+def _dvc_view(root: Path) -> dict[str, Any]:
+    """What DVC's own loader (``dvc.repo.Repo``, from the test extra) reads from the metadata."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    def entry(o: Any) -> tuple[Any, ...]:
+        return (Path(o.fs_path), o.hash_name, o.hash_info.value, o.meta.size, o.meta.nfiles)
+
+    view: dict[str, Any] = {}
+    with Repo(str(root)) as repo:
+        for st in repo.index.stages:
+            deps = [d for d in st.deps if not isinstance(d, ParamsDependency)]
+            params = {d.def_path: d.hash_info.value for d in st.deps
+                      if isinstance(d, ParamsDependency)}
+            key = st.name if hasattr(st, "name") else Path(st.path).relative_to(root).as_posix()
+            view[key] = {"cmd": st.cmd or None, "params": params,
+                         "deps": sorted(map(entry, deps)), "outs": sorted(map(entry, st.outs))}
+    return view
+
+
+def _custody_view(root: Path) -> dict[str, Any]:
+    from custody.provenance.dvc import iter_tracked, read_dvc_file
+
+    def entry(o: Any) -> tuple[Any, ...]:
+        return (o.resolved, o.hash_name, o.md5, o.size, o.nfiles)
+
+    view: dict[str, Any] = {}
+    for stage in load_lock(root / "dvc.lock").stages:
+        cmd = list(stage.cmd) if isinstance(stage.cmd, tuple) else stage.cmd
+        view[stage.name] = {"cmd": cmd, "params": stage.params,
+                            "deps": sorted(map(entry, stage.deps)),
+                            "outs": sorted(map(entry, stage.outs))}
+    for dvc_file in root.rglob("*.dvc"):
+        if dvc_file.is_file():
+            outs = read_dvc_file(dvc_file, repo_root=root)
+            view[dvc_file.relative_to(root).as_posix()] = {
+                "cmd": None, "params": {}, "deps": [], "outs": sorted(map(entry, outs))}
+    tracked = sorted(o.resolved for o in iter_tracked(root))
+    assert tracked == sorted(o[0] for v in view.values() for o in v["outs"])
+    return view
+
+
+def test_metadata_reads_as_dvc_reads_it(pipeline_template: Path, folder_template: Path,
+                                        tmp_path: Path) -> None:
+    """Differential: Custody's own ``.dvc``/``dvc.lock`` reader against DVC's loader, on real
+    ``dvc repro`` output with params, a list ``cmd``, ``wdir``, a folder out and a DVC 2 file."""
+    from dvc_data.hashfile.hash import file_md5 as dvc_file_md5
+
+    root = tmp_path / "repo"
+    shutil.copytree(pipeline_template, root, symlinks=True)
+    (root / "sub").mkdir()
+    (root / "sub" / "in.txt").write_text("in\n", encoding="utf-8")
+    pipeline = (root / "dvc.yaml").read_text(encoding="utf-8")
+    (root / "dvc.yaml").write_text(pipeline + (
+        "  nested:\n    wdir: sub\n    cmd:\n    - cp in.txt out.txt\n    - mkdir -p made\n"
+        "    - cp in.txt made/copy.txt\n    deps: [in.txt]\n    outs: [out.txt, made]\n"),
+        encoding="utf-8")
+    dvc(root, "repro", "-q", "nested")
+    (root / "legacy.txt").write_bytes(b"a\r\nb\r\n")  # written by DVC 2: no `hash` field
+    legacy = dvc_file_md5(str(root / "legacy.txt"), name="md5-dos2unix")
+    (root / "legacy.txt.dvc").write_text(f"outs:\n- md5: {legacy}\n  size: 6\n"
+                                         "  path: legacy.txt\n", encoding="utf-8")
+    folder = tmp_path / "folder"  # opening a DVC Repo writes lock files into .dvc/tmp
+    shutil.copytree(folder_template, folder, symlinks=True)
+    for repo_root in (root, folder):
+        ours = _custody_view(repo_root)
+        assert ours == _dvc_view(repo_root), repo_root.name
+    assert ours["split"]["outs"][0][2].endswith(".dir")
+    mine = _custody_view(root)
+    assert mine["legacy.txt.dvc"]["outs"][0][1] == "md5-dos2unix"
+    assert mine["nested"]["cmd"] == ["cp in.txt out.txt", "mkdir -p made",
+                                     "cp in.txt made/copy.txt"]
+    assert mine["nested"]["outs"][0][0].parent == root / "sub"
+    assert mine["prepare"]["params"] == {"params.yaml": {"prepare.scale": 2}}

@@ -1,8 +1,10 @@
 """DVC integration: DVC's hashes beside Custody's, workspace checks, ``dvc.lock`` as lineage.
 
-Nothing here imports the ``dvc`` package: ``.dvc`` files and ``dvc.lock`` are read as YAML and
-DVC's MD5 values are recomputed from the bytes (:mod:`custody.provenance.dvc.hashing`). Importing
-this package turns DVC's usage analytics off for this process and its children.
+Nothing here imports or runs the ``dvc`` application (so DVC's usage analytics never start, and
+importing this package leaves ``os.environ`` alone): ``.dvc`` files and ``dvc.lock`` are read as
+YAML (:mod:`custody.provenance.dvc.files`), and DVC's MD5 values are computed from the bytes by
+``dvc-data``, DVC's hashing library, imported only when a DVC-tracked path is hashed
+(:mod:`custody.provenance.dvc.hashing`).
 
 - :func:`check_dvc_workspace`: the DVC facts of a path, or a ``dvc.workspace_mismatch`` refusal.
 - :func:`import_dvc_lock`: every stage of a ``dvc.lock`` recorded as signed lineage.
@@ -23,7 +25,6 @@ from custody.provenance.dvc.files import (
     DvcOut,
     LockFile,
     Stage,
-    disable_analytics,
     find_repo_root,
     iter_tracked,
     load_lock,
@@ -38,8 +39,6 @@ from custody.provenance.dvc.importer import (
     artifact_name,
     import_dvc_lock,
 )
-
-disable_analytics()
 
 __all__ = [
     "HASH_LEGACY",
@@ -58,7 +57,6 @@ __all__ = [
     "check_dvc_workspace",
     "check_out",
     "dir_md5",
-    "disable_analytics",
     "file_md5",
     "find_repo_root",
     "import_dvc_lock",

@@ -28,11 +28,6 @@ DVC_DIR = ".dvc"
 DVC_SUFFIX = ".dvc"
 
 
-def disable_analytics() -> None:
-    """DVC's usage analytics stay off in every process Custody runs (and its subprocesses)."""
-    os.environ["DVC_NO_ANALYTICS"] = "1"
-
-
 def find_repo_root(path: Path) -> Path | None:
     """The DVC repository holding ``path``: the nearest folder upward with a ``.dvc/`` folder."""
     start = _absolute(path)

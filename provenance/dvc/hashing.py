@@ -1,26 +1,25 @@
-"""DVC's own content hashes, computed from the workspace bytes without importing DVC.
+"""DVC's own content hashes of workspace files and folders, computed by DVC's library.
 
-What DVC writes (checked against ``dvc add`` / ``dvc repro`` output in ``tests/test_dvc_*.py``,
-and read from ``dvc_data.hashfile``: ``hash.py``, ``tree.py``, ``istextfile.py``):
+The values come from ``dvc-data`` (the hashing library DVC itself uses; the ``dvc`` application
+is not needed and never imported), loaded inside the functions so that a process that never
+hashes a DVC-tracked path does not import it:
 
-- ``hash: md5`` (DVC 3): a file's value is the plain MD5 of its bytes.
-- no ``hash`` field (written by DVC 2, and still read by DVC 3 as ``md5-dos2unix``): the file is
-  read in 1 MiB chunks and, for each chunk whose first 512 bytes look like text (no NUL, at most
-  30 % bytes outside printable ASCII and ``\\n\\r\\t\\f\\b``), ``\\r\\n`` is replaced by ``\\n``
-  before hashing that chunk.
-- a directory's value is ``<md5>.dir`` where ``<md5>`` is the MD5 of
-  ``json.dumps(entries, sort_keys=True)`` (default separators, ASCII escapes) and ``entries`` is
-  the list of ``{"md5": <file value>, "relpath": <posix path>}`` sorted by ``relpath``. The files
-  are those DVC sees: ``.git``, ``.hg`` and ``.dvc`` are skipped, and so is whatever a
-  ``.dvcignore`` file (git wildmatch syntax) in the repository excludes.
+- a file: :func:`dvc_data.hashfile.hash.fobj_md5` under the out's hash name, ``md5`` (DVC 3) or
+  ``md5-dos2unix`` (files written by DVC 2, without a ``hash`` field: ``\\r\\n`` becomes ``\\n`` in
+  each 1 MiB chunk whose first 512 bytes look like text);
+- a folder: :meth:`dvc_data.hashfile.tree.Tree.digest`, ``<md5>.dir`` over the sorted
+  ``{"md5", "relpath"}`` listing of its files.
+
+Which files a folder holds is decided here, as DVC's workspace code (in ``dvc``, not
+``dvc-data``) decides it: ``.git``, ``.hg`` and ``.dvc`` are skipped, and so is whatever a
+``.dvcignore`` file (git wildmatch syntax) excludes, the deepest one first. ``dvc add`` output
+in ``tests/test_dvc_hashing.py`` checks that both give DVC's values.
 
 MD5 is DVC's identifier, not a security property: Custody's own digests stay SHA-256.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import stat
 from collections.abc import Iterator
@@ -38,19 +37,8 @@ HASH_LEGACY = "md5-dos2unix"
 HASH_NAMES = (HASH_MD5, HASH_LEGACY)
 DIR_SUFFIX = ".dir"
 
-CHUNK_SIZE = 2**20  # dvc_data.hashfile.hash.fobj_md5
-_TEXT_PROBE = 512  # dvc_data.hashfile.istextfile.DEFAULT_CHUNK_SIZE
-_TEXT_CHARS = bytes(range(32, 127)) + b"\n\r\t\f\b"
 _ALWAYS_IGNORED = frozenset({".git", ".hg", ".dvc"})
 DVCIGNORE = ".dvcignore"
-
-
-def _is_text_block(block: bytes) -> bool:
-    if not block:
-        return True
-    if b"\x00" in block:
-        return False
-    return len(block.translate(None, _TEXT_CHARS)) / len(block) <= 0.30
 
 
 def file_md5(path: Path, hash_name: str = HASH_MD5) -> tuple[int, str]:
@@ -59,19 +47,16 @@ def file_md5(path: Path, hash_name: str = HASH_MD5) -> tuple[int, str]:
         raise ArtifactError(f"unsupported DVC hash {hash_name!r} for {path}",
                             hint=f"Custody reads DVC hashes {', '.join(HASH_NAMES)}",
                             subject=str(path))
-    digest = hashlib.md5(usedforsecurity=False)
-    size = 0
+    from dvc_data.hashfile.hash import fobj_md5
+
     try:
         with path.open("rb") as stream:
-            while chunk := stream.read(CHUNK_SIZE):
-                size += len(chunk)
-                if hash_name == HASH_LEGACY and _is_text_block(chunk[:_TEXT_PROBE]):
-                    chunk = chunk.replace(b"\r\n", b"\n")
-                digest.update(chunk)
+            value = fobj_md5(stream, name=hash_name)
+            size = stream.tell()  # read to the end: the bytes hashed
     except OSError as exc:
         raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}",
                             subject=str(path)) from None
-    return size, digest.hexdigest()
+    return size, value
 
 
 @dataclass(frozen=True, order=True)
@@ -85,9 +70,13 @@ class DirEntry:
 
 def dir_md5(entries: list[DirEntry]) -> str:
     """The ``<md5>.dir`` value of a directory listing (DVC's ``Tree.digest``)."""
-    listing = [{"md5": e.md5, "relpath": e.relpath} for e in sorted(entries)]
-    data = json.dumps(listing, sort_keys=True).encode("utf-8")
-    return hashlib.md5(data, usedforsecurity=False).hexdigest() + DIR_SUFFIX
+    from dvc_data.hashfile.tree import Tree
+
+    tree = Tree.from_list([{"md5": e.md5, "relpath": e.relpath} for e in entries])
+    tree.digest()
+    # digest() leaves the listing in fsspec's process-wide in-memory store; drop it.
+    tree.fs.rm(tree.path)
+    return str(tree.oid)
 
 
 class IgnoreRules:

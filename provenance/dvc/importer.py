@@ -34,7 +34,6 @@ from custody.provenance.dvc.files import (
     DvcOut,
     LockFile,
     Stage,
-    disable_analytics,
     load_lock,
     matches_any,
     relpath,
@@ -245,7 +244,6 @@ def import_dvc_lock(
     """
     from custody.validators.findings import Severity
 
-    disable_analytics()
     lock = load_lock(lock_path)
     if not lock.stages:
         raise UsageError(f"{lock.display} has no stages", subject=str(lock.path),
