@@ -54,8 +54,8 @@ def serve(
     ServiceContext.open(Settings.from_env()).close()  # fail here, not in every worker
     import uvicorn
 
-    render.err().print(f"custody service on {'https' if tls_cert else 'http'}://{host}:{port} "
-                       f"({workers} worker(s))")
+    render.line(f"custody service on {'https' if tls_cert else 'http'}://{host}:{port} "
+                f"({workers} worker(s))", stderr=True)
     uvicorn.run("custody.provenance.service.app:create_app_from_env", factory=True, host=host,
                 port=port, workers=workers, log_level="info", server_header=False,
                 ssl_certfile=str(tls_cert) if tls_cert else None,
@@ -98,9 +98,8 @@ def token_list(as_json: JsonOpt = False) -> None:
         return
     for t in tokens:
         state = "revoked" if t.revoked else "active"
-        render.out().print(f"{t.id}\t{t.role}\t{state}\t"
-                           f"{t.created_at.isoformat(timespec='seconds')}\t{render.esc(t.label)}",
-                           markup=False)
+        render.line(f"{t.id}\t{t.role}\t{state}\t"
+                    f"{t.created_at.isoformat(timespec='seconds')}\t{t.label}")
 
 
 @token_app.command("revoke")

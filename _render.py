@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from custody.errors import CustodyError
     from custody.provenance.lineage import LineageGraph
@@ -49,27 +50,62 @@ def lineage_format(fmt: LineageFormat | None, *, as_json: bool) -> LineageFormat
     return fmt
 
 
-_consoles: dict[str, Console] = {}
+# Wider than any line. When a stream is not a terminal (a pipe, a file, a CI log) nothing is
+# wrapped or cut: Rich would otherwise assume 80 columns there.
+UNLIMITED_WIDTH = 1_000_000
 
 
 def out() -> Console:
-    return _console("out")
+    return _console(stderr=False)
 
 
 def err() -> Console:
-    return _console("err")
+    return _console(stderr=True)
 
 
-def _console(which: str) -> Console:
-    if which not in _consoles:
-        from rich.console import Console
+def _console(*, stderr: bool) -> Console:
+    """A console on the current ``sys.stdout`` / ``sys.stderr``. Emoji codes are off (``:train:``
+    stays text) and markup is only for Custody's own strings: user data (names, paths, signers,
+    messages) goes in through :func:`esc` or as :func:`plain` Text, so it prints verbatim."""
+    from rich.console import Console
 
-        _consoles[which] = Console(stderr=which == "err", highlight=False, soft_wrap=True)
-    return _consoles[which]
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
+    if not _isatty(sys.stderr if stderr else sys.stdout):
+        console.width = UNLIMITED_WIDTH
+    return console
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
+
+
+def clip(text: str, length: int, console: Console) -> str:
+    """``text`` cut to ``length`` characters on a terminal; whole when the output is a log."""
+    if console.width >= UNLIMITED_WIDTH or len(text) <= length:
+        return text
+    return text[:length] + "…"
+
+
+def plain(value: object, style: str = "") -> Text:
+    """User data as Rich Text: never parsed as markup or emoji."""
+    from rich.text import Text
+
+    return Text(str(value), style=style)
+
+
+def line(text: str, *, stderr: bool = False) -> None:
+    """One line of data exactly as given (no markup, no emoji, tabs kept)."""
+    stream = sys.stderr if stderr else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
 
 
 def esc(value: object) -> str:
-    """Escape user-controlled text (paths, names) before it goes into Rich markup."""
+    """Escape user-controlled text (paths, names) before it goes into Rich markup (for a
+    console from :func:`out` or :func:`err`, which never turn ``:codes:`` into emoji)."""
     from rich.markup import escape
 
     return escape(str(value))
@@ -125,12 +161,12 @@ def progress(description: str, total: int | None, *, enabled: bool
 def manifest_table(manifest: Manifest) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{manifest.name}  {manifest.ref}", title_justify="left")
-    table.add_column("file")
-    table.add_column("size", justify="right")
-    table.add_column("sha256")
+    table = Table(title=plain(f"{manifest.name}  {manifest.ref}"), title_justify="left")
+    table.add_column("file", overflow="fold")
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("sha256", no_wrap=True)
     for f in manifest.files:
-        table.add_row(f.relpath, f"{f.size:,}", f.sha256)
+        table.add_row(plain(f.relpath), f"{f.size:,}", f.sha256)
     out().print(table)
 
 
@@ -139,7 +175,7 @@ def scan_table(report: ScanReport) -> None:
 
     colour = {"clean": "green", "flagged": "red", "error": "red"}[report.verdict.value]
     err().print(
-        f"scan of {report.path}: [{colour}]{report.verdict.value}[/] "
+        f"scan of {esc(report.path)}: [{colour}]{report.verdict.value}[/] "
         f"({len(report.findings)} finding(s), threshold {report.threshold.label})"
     )
     if not report.findings:
@@ -148,21 +184,23 @@ def scan_table(report: ScanReport) -> None:
     for name in ("severity", "rule", "file", "location", "message"):
         table.add_column(name, overflow="fold")
     for f in sorted(report.findings, key=lambda f: (-f.severity, f.path)):
-        table.add_row(f.severity.label, f.rule_id, f.path, f.location, f.message)
+        table.add_row(f.severity.label, plain(f.rule_id), plain(f.path), plain(f.location),
+                      plain(f.message))
     out().print(table)
 
 
 def verification(path: object, report: VerificationReport) -> None:
     a = report.artifact
     out().print(f"[green]VERIFIED[/] {esc(path)}: {esc(a.ref)} {report.manifest.ref}")
+    console = err()
     lines = [f"  signer: {esc(a.signer)}", f"  scan: {report.scan.verdict.value}"]
     if a.inclusion:
         lines.append(f"  ledger: entry #{a.inclusion['index']} included in the signed "
                      f"checkpoint of size {a.inclusion['tree_size']}")
     lines.append(f"  upstream: {len(report.chain)} record(s) verified")
-    lines.extend(f"    {esc(n.ref)} ({n.kind}, depth {n.depth}) signed by {esc(n.signer[:40])}"
-                 for n in report.chain)
-    err().print("\n".join(lines))
+    lines.extend(f"    {esc(n.ref)} ({n.kind}, depth {n.depth}) signed by "
+                 f"{esc(clip(n.signer, 40, console))}" for n in report.chain)
+    console.print("\n".join(lines))
 
 
 def lineage_render(graph: LineageGraph, fmt: LineageFormat) -> None:
@@ -170,8 +208,10 @@ def lineage_render(graph: LineageGraph, fmt: LineageFormat) -> None:
 
 
 def _lineage_table(graph: LineageGraph) -> None:
+    from rich.text import Text
     from rich.tree import Tree
 
+    console = out()
     by_ref = {n.version.ref: n.version for n in graph.nodes}
     revoked = {n.version.ref for n in graph.nodes if n.revoked}
     children: dict[str, list[tuple[str, str]]] = {}
@@ -180,14 +220,20 @@ def _lineage_table(graph: LineageGraph) -> None:
             e.source, e.target)
         children.setdefault(parent, []).append((child, e.activity))
 
-    def label(ref: str, activity: str | None) -> str:
+    def label(ref: str, activity: str | None) -> Text:
         v = by_ref[ref]
-        mark = "[green]✔[/]" if v.scan_verdict == "clean" else "[red]✘ flagged[/]"
+        text = Text()
+        if activity:
+            text.append(activity, "dim").append(" ")
+        text.append(ref, "bold").append(" ").append(v.kind, "dim").append(" ")
         if ref in revoked:
-            mark = "[bold red]✘ REVOKED[/]"
-        via = f"[dim]{activity}[/] " if activity else ""
-        return (f"{via}[bold]{ref}[/] [dim]{v.kind}[/] {mark} "
-                f"[dim]{v.digest_algorithm}:{v.digest[:16]}… signed by {v.signer[:24]}[/]")
+            text.append("✘ REVOKED", "bold red")
+        elif v.scan_verdict == "clean":
+            text.append("✔", "green")
+        else:
+            text.append("✘ flagged", "red")
+        return text.append(f" {v.digest_algorithm}:{clip(v.digest, 16, console)} signed by "
+                           f"{clip(v.signer, 24, console)}", "dim")
 
     tree = Tree(label(graph.root, None))
     seen = {graph.root}
@@ -200,8 +246,8 @@ def _lineage_table(graph: LineageGraph) -> None:
                 grow(branch, child)
 
     grow(tree, graph.root)
-    err().print(f"[dim]{graph.direction} lineage of {graph.root}[/]")
-    out().print(tree)
+    err().print(plain(f"{graph.direction} lineage of {graph.root}", "dim"))
+    console.print(tree)
 
 
 def _lineage_json(graph: LineageGraph) -> None:

@@ -278,7 +278,8 @@ def record_cmd(
     else:
         render.out().print(f"{result.version.ref} {result.manifest.ref}", markup=False)
         render.err().print(f"[dim]scan: {result.scan.verdict.value}; signed by "
-                           f"{result.version.signer}; ledger entry #{result.version.entry_idx}[/]")
+                           f"{render.esc(result.version.signer)}; "
+                           f"ledger entry #{result.version.entry_idx}[/]")
 
 
 @app.command("verify")
@@ -331,6 +332,11 @@ def verify_cmd(
         raise UsageError("give --bundle or --receipt, not both")
     if (path is None) == (dvc_stage is None):
         raise UsageError("give PATH or --dvc-stage NAME (one of them)")
+    if trusted_root is not None:  # a missing or invalid root is an error, whatever is verified
+        from custody.provenance.policy import check_trusted_root
+        from custody.signing.sigstore_verify import SigstoreTrust
+
+        check_trusted_root(SigstoreTrust(trusted_root=trusted_root))
     explicit = bool(keys or identity or identity_regexp or issuer or ca_certs)
     standalone = bundle is not None or receipt is not None
     ws = optional_workspace() if standalone else current_workspace()
@@ -435,13 +441,17 @@ def list_cmd(
         return
     from rich.table import Table
 
+    console = render.out()
     table = Table()
     for col in ("ref", "kind", "digest", "files", "scan", "signer", "recorded"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r.ref, r.kind, f"{r.digest_algorithm}:{r.digest[:16]}…", str(r.file_count),
-                      r.scan_verdict, r.signer[:28], r.recorded_at.isoformat(timespec="seconds"))
-    render.out().print(table)
+        table.add_row(render.plain(r.ref), r.kind,
+                      f"{r.digest_algorithm}:{render.clip(r.digest, 16, console)}",
+                      str(r.file_count), r.scan_verdict,
+                      render.plain(render.clip(r.signer, 28, console)),
+                      r.recorded_at.isoformat(timespec="seconds"))
+    console.print(table)
 
 
 @app.command("bundle")
@@ -563,7 +573,7 @@ def policy_check(
         render.out().print(f"policy {render.esc(path)} is valid: {len(policy.rules)} trust "
                            "rule(s)")
         for rule in rules:
-            render.err().print(f"  {rule['kind'] or 'any kind'} {rule['name'] or '*'}: "
+            render.err().print(f"  {rule['kind'] or 'any kind'} {render.esc(rule['name'] or '*')}: "
                                f"{render.esc(rule['signers'])}")
 
 

@@ -71,3 +71,80 @@ def test_token_revoke_json(cli, project) -> None:  # type: ignore[no-untyped-def
     assert [(t["id"], t["revoked"]) for t in listed["tokens"]] == [(made["id"], True)]
     again = cli("token", "revoke", str(made["id"]), "--json", cwd=project).expect(2)
     assert again.json()["ok"] is False
+
+
+# --- user text is printed verbatim: no markup, no emoji -----------------------------------
+
+HOSTILE = "a:train:[bold]x"
+
+
+def _self_signed(tmp_path: Path, common_name: str) -> tuple[Path, Path]:
+    """An EC key and a self-signed certificate whose subject is ``CN=common_name``."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .sign(key, hashes.SHA256()))
+    key_path, cert_path = tmp_path / "signer.key", tmp_path / "signer.pem"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+def test_markup_and_emoji_in_a_signer_name_print_verbatim(cli, project) -> None:  # type: ignore[no-untyped-def]
+    """A certificate subject chosen to look like Rich markup and an emoji code."""
+    key, cert = _self_signed(project, HOSTILE)
+    signer = f"x509:CN={HOSTILE}"
+    model = project / "m2.bin"
+    model.write_bytes(b"other weights")
+    rec = cli("record", model, "--name", "m2", "--kind", "model", "--input", "train@1",
+              "--key", key, "--cert", cert, cwd=project).expect(0)
+    assert f"signed by {signer};" in rec.err
+    assert signer in cli("list", cwd=project).expect(0).out
+    assert f"signed by {signer}" in cli("lineage", "m2", cwd=project).expect(0).out
+    assert f"signed by {signer}" in cli("lineage", "train", "--downstream",
+                                         cwd=project).expect(0).out
+
+
+def test_markup_and_emoji_in_file_names_print_verbatim(cli, project) -> None:  # type: ignore[no-untyped-def]
+    folder = project / f"d-{HOSTILE}"
+    folder.mkdir()
+    (folder / f"{HOSTILE}.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    assert f"{HOSTILE}.csv" in cli("hash", folder, cwd=project).expect(0).out
+    assert f"scan of {folder}:" in cli("scan", folder, cwd=project).expect(0).err
+    cli("record", folder, "--name", "d", "--kind", "dataset", cwd=project).expect(0)
+    assert f"VERIFIED {folder}:" in cli("verify", folder, cwd=project).expect(0).out
+
+
+def test_markup_and_emoji_in_error_messages_print_verbatim(cli, project) -> None:  # type: ignore[no-untyped-def]
+    res = cli("record", project / "model.bin", "--name", HOSTILE, "--kind", "model",
+              cwd=project).expect(2)
+    assert f"invalid artifact name {HOSTILE!r}" in res.err
+    assert HOSTILE in cli("lineage", f"{HOSTILE}@1", cwd=project).expect(2).err
+
+
+def test_markup_in_a_token_label_prints_verbatim(cli, project) -> None:  # type: ignore[no-untyped-def]
+    cli("token", "create", "--role", "reader", "--label", f"ci\t{HOSTILE}", cwd=project).expect(0)
+    listed = cli("token", "list", cwd=project).expect(0).out
+    assert listed.rstrip("\n").split("\t")[1:] == ["reader", "active", listed.split("\t")[3],
+                                                   "ci", HOSTILE]
+
+
+def test_a_glob_character_class_in_a_policy_rule_prints_verbatim(cli, project) -> None:  # type: ignore[no-untyped-def]
+    policy = project / "policy.toml"
+    policy.write_text('version = 1\n[signers.team]\nkeys = [".custody/keys/signing.pub"]\n'
+                      '[[trust]]\nname = "m-[ab]*:train:"\nsigners = ["team"]\n', encoding="utf-8")
+    res = cli("policy", "check", policy, cwd=project).expect(0)
+    assert "m-[ab]*:train:" in res.err
