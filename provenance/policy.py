@@ -14,7 +14,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from custody.errors import UsageError, VerificationError
+from custody.errors import KeyMaterialError, UsageError, VerificationError
 from custody.signing.interface import BundleVerifier
 from custody.signing.keys import load_public_key
 from custody.signing.sigstore_verify import IdentityPolicy, SigstoreTrust
@@ -69,6 +69,8 @@ class Policy:
             )
         if self.max_depth < 0:
             raise UsageError("max_depth must be zero or more")
+        if self.sigstore is not None:
+            check_trusted_root(self.sigstore)
 
     @classmethod
     def from_key_files(cls, paths: Iterable[Path], **options: object) -> Policy:
@@ -111,3 +113,20 @@ class Policy:
 
     def threshold_for(self, kind: str) -> Severity:
         return self.kind_thresholds.get(kind, self.scan_threshold)
+
+
+def check_trusted_root(trust: SigstoreTrust) -> None:
+    """A pinned trusted root must be a readable Sigstore trust root now, not at the first
+    keyless bundle: raise :class:`~custody.errors.KeyMaterialError` naming the file."""
+    if trust.trusted_root is None:
+        return
+    from custody.signing.sigstore_verify import load_trusted_root
+
+    try:
+        load_trusted_root(trust)
+    except KeyMaterialError as exc:
+        raise KeyMaterialError(
+            exc.message, subject=str(trust.trusted_root),
+            hint=exc.hint or "check the path (a policy's paths are relative to the policy "
+            "file): it must be the trusted_root.json of the Sigstore instance that signed",
+        ) from None

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from custody.errors import KeyMaterialError, UsageError
-from custody.provenance.policy import Policy, SignerRule
+from custody.provenance.policy import Policy, SignerRule, check_trusted_root
 from custody.signing.sigstore_verify import IdentityPolicy, Instance, SigstoreTrust
 from custody.signing.trusted_signers import TrustedSigners
 from custody.validators.findings import Severity
@@ -121,8 +121,13 @@ def _sigstore(ctx: _Ctx, raw: Any) -> SigstoreTrust:
     root = spec.get("trusted_root")
     if root is not None and not isinstance(root, str):
         raise ctx.fail("sigstore.trusted_root", "must be a path")
-    return SigstoreTrust(trusted_root=ctx.file(root) if root else None,
-                         instance=Instance(instance))
+    trust = SigstoreTrust(trusted_root=ctx.file(root) if root else None,
+                          instance=Instance(instance))
+    try:
+        check_trusted_root(trust)
+    except KeyMaterialError as exc:
+        raise ctx.fail("sigstore.trusted_root", exc.message) from None
+    return trust
 
 
 def _signers(ctx: _Ctx, key: str, raw: Any, sigstore: SigstoreTrust) -> TrustedSigners:
