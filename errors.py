@@ -46,6 +46,10 @@ class ArtifactError(CustodyError):
     """A path cannot be hashed: missing, unreadable, a special file, an escaping symlink."""
 
 
+class LoadError(ArtifactError):
+    """Verified bytes that the framework cannot load (not Parquet, a pickle beyond weights)."""
+
+
 class LedgerError(CustodyError):
     """The ledger cannot be found, opened, or read consistently."""
 
@@ -56,6 +60,10 @@ class NotFoundError(LedgerError):
 
 class KeyMaterialError(CustodyError):
     """A key or certificate cannot be loaded or generated."""
+
+
+class OutputError(CustodyError):
+    """An output file (``--out``, ``--bundle-out``) cannot be written."""
 
 
 class SigningError(CustodyError):
@@ -93,3 +101,99 @@ class VerificationError(RefusedError):
 
 class ScanRefusedError(RefusedError):
     """A scanner reported a finding at or above the refusal threshold."""
+
+
+# --- tampering and broken proofs (exit 1) ----------------------------------------------------
+
+
+class MerkleProofError(VerificationError):
+    """A Merkle inclusion or consistency proof does not check out: tampering or a forked log."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        rule: str = "merkle.proof_invalid",
+        hint: str | None = None,
+        subject: str | None = None,
+    ):
+        super().__init__(message, rule=rule, hint=hint, subject=subject)
+
+
+_CHECKPOINT_HINT = (
+    "the checkpoint was altered or signed by another key: export a fresh one with "
+    "`custody audit checkpoint`, and check which verifier key (vkey) you trust"
+)
+
+
+class CheckpointError(VerificationError):
+    """A signed note or checkpoint is malformed, forged, or not signed by a trusted key."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        rule: str = "checkpoint.malformed",
+        hint: str | None = _CHECKPOINT_HINT,
+        subject: str | None = None,
+    ):
+        super().__init__(message, rule=rule, hint=hint, subject=subject)
+
+
+class ReceiptError(VerificationError):
+    """A receipt cannot be parsed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        rule: str = "receipt.malformed",
+        hint: str | None = "export a fresh receipt with `custody audit prove REF`",
+        subject: str | None = None,
+    ):
+        super().__init__(message, rule=rule, hint=hint, subject=subject)
+
+
+class AuditError(VerificationError):
+    """The ledger does not match its signed log."""
+
+
+# --- scanner-internal signals ----------------------------------------------------------------
+# Raised and caught inside the scanners; each one ends as a Finding (a refusal with its rule),
+# never as an exit code of its own. Kept here so that every exception class lives in one file.
+
+
+class CorruptStream(OSError):
+    """Compressed data that cannot be decompressed."""
+
+
+class ZipBroken(Exception):
+    """The archive or a member cannot be read at all."""
+
+
+class PickleBreak(Exception):
+    """The stream cannot be read further as a pickle (truncated, malformed, unknown opcode)."""
+
+    def __init__(self, message: str, pos: int) -> None:
+        super().__init__(message)
+        self.pos = pos
+
+
+class LimitHit(Exception):
+    """A bound on the work for one file was reached; ``rule`` names which one."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+class OnnxMalformed(Exception):
+    """An ONNX protobuf cannot be decoded."""
+
+
+class GgufMalformed(Exception):
+    """A GGUF header cannot be decoded."""
+
+
+class DatasetReadError(ValueError):
+    """The input is not a dataset this reader understands (reported as a finding, not a pass)."""

@@ -31,7 +31,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from custody.errors import KeyMaterialError, VerificationError
+from custody.errors import CheckpointError, KeyMaterialError
 
 ALG_ED25519 = 0x01
 MAX_NOTE_BYTES = 1 << 20
@@ -39,24 +39,6 @@ MAX_SIGNATURES = 100
 _SIG_PREFIX = "— "
 _SIZE_RE = re.compile(r"0|[1-9][0-9]{0,19}")
 _KEY_ID_RE = re.compile(r"[0-9a-fA-F]{8}")
-_HINT = (
-    "the checkpoint was altered or signed by another key: export a fresh one with "
-    "`custody audit checkpoint`, and check which verifier key (vkey) you trust"
-)
-
-
-class CheckpointError(VerificationError):
-    """A signed note or checkpoint is malformed, forged, or not signed by a trusted key."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        rule: str = "checkpoint.malformed",
-        hint: str | None = _HINT,
-        subject: str | None = None,
-    ):
-        super().__init__(message, rule=rule, hint=hint, subject=subject)
 
 
 # --- keys ---------------------------------------------------------------------------------------

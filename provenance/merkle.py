@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from custody.errors import VerificationError
+from custody.errors import MerkleProofError
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -42,20 +42,6 @@ _HINT_CONSISTENCY = (
     "the log no longer extends the checkpoint you hold: it was rewritten or forked; keep the old "
     "checkpoint as evidence and run `custody audit verify`"
 )
-
-
-class MerkleProofError(VerificationError):
-    """A Merkle inclusion or consistency proof does not check out: tampering or a forked log."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        rule: str = "merkle.proof_invalid",
-        hint: str | None = None,
-        subject: str | None = None,
-    ):
-        super().__init__(message, rule=rule, hint=hint, subject=subject)
 
 
 class NodeID(NamedTuple):

@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from custody.errors import VerificationError
+from custody.errors import ReceiptError
 from custody.provenance.checkpoint import (
     Checkpoint,
     NoteVerifier,
@@ -34,20 +34,6 @@ from custody.provenance.merkle import HASH_SIZE, verify_inclusion
 HEADER = "c2sp.org/tlog-proof@v1"
 MAX_RECEIPT_BYTES = 1 << 20
 _INDEX_RE = re.compile(r"index (0|[1-9][0-9]{0,19})")
-
-
-class ReceiptError(VerificationError):
-    """A receipt cannot be parsed."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        rule: str = "receipt.malformed",
-        hint: str | None = "export a fresh receipt with `custody audit prove REF`",
-        subject: str | None = None,
-    ):
-        super().__init__(message, rule=rule, hint=hint, subject=subject)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlmodel import Session, col, select
 
-from custody.errors import VerificationError
+from custody.errors import AuditError
 from custody.provenance.checkpoint import NoteVerifier, verify_checkpoint
 from custody.provenance.ledger.log import META_ORIGIN, META_VKEY, read_meta
 from custody.provenance.ledger.models import (
@@ -42,10 +42,6 @@ from custody.signing.key_signer import verify_envelope_with_key
 from custody.signing.keys import parse_public_key
 
 _BATCH = 5000
-
-
-class AuditError(VerificationError):
-    """The ledger does not match its signed log."""
 
 
 @dataclass

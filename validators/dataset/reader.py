@@ -23,12 +23,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from custody.errors import DatasetReadError
+
 BATCH_ROWS = 131_072
 PARQUET_MAGIC = b"PAR1"
-
-
-class DatasetReadError(ValueError):
-    """The input is not a dataset this reader understands (reported as a finding, not a pass)."""
 
 
 def _is_parquet(path: Path) -> bool:

@@ -12,16 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from custody.errors import LimitHit
 from custody.validators.findings import Finding, Severity
 from custody.validators.interface import ScanLimits, ScanOptions
-
-
-class LimitHit(Exception):
-    """A bound on the work for one file was reached; ``rule`` names which one."""
-
-    def __init__(self, rule: str, message: str) -> None:
-        super().__init__(message)
-        self.rule = rule
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO
 
+from custody.errors import OnnxMalformed as _Malformed
 from custody.validators.findings import Finding, Severity
 from custody.validators.models.context import Ctx
 
@@ -27,10 +28,6 @@ _SCHEMA: dict[str, dict[int, str]] = {
     "tensor": {13: "entry"},
     "entry": {},
 }
-
-
-class _Malformed(Exception):
-    pass
 
 
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:

@@ -14,16 +14,10 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from custody.errors import PickleBreak
+
 MAX_LINE = 1 << 16  # protocol 0 text arguments longer than this are treated as malformed
 INLINE_BYTES = 1 << 20  # byte strings up to this size are kept; longer ones become BytesRef
-
-
-class PickleBreak(Exception):
-    """The stream cannot be read further as a pickle (truncated, malformed, unknown opcode)."""
-
-    def __init__(self, message: str, pos: int) -> None:
-        super().__init__(message)
-        self.pos = pos
 
 
 class Arg(enum.Enum):

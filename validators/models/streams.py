@@ -15,13 +15,10 @@ import zlib
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
+from custody.errors import CorruptStream
 from custody.validators.models.context import Budget, LimitHit
 
 CHUNK = 1 << 16
-
-
-class CorruptStream(OSError):
-    """Compressed data that cannot be decompressed."""
 
 
 class _Decompressor(Protocol):

@@ -14,6 +14,7 @@ import re
 import struct
 from typing import BinaryIO
 
+from custody.errors import GgufMalformed as _GgufError
 from custody.validators.findings import Finding, Severity
 from custody.validators.models.context import Ctx
 
@@ -131,10 +132,6 @@ _TEMPLATE_RISK = re.compile(
     r"__(?:class|globals|subclasses|builtins|init|import|mro|base)__|\bos\.|popen|\beval\b|"
     r"\bexec\b|import\s|\bcycler\b|\blipsum\b|\bnamespace\.__",
 )
-
-
-class _GgufError(Exception):
-    pass
 
 
 def scan_gguf(stream: BinaryIO, size: int | None, ctx: Ctx, head: bytes = b"") -> list[Finding]:

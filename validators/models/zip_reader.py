@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from custody.errors import ZipBroken
 from custody.validators.models.context import Budget
 from custody.validators.models.streams import Inflater, Window, buffered, inflater, zip_lzma
 
@@ -35,10 +36,6 @@ _METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate",
             zipfile.ZIP_BZIP2: "bz2", zipfile.ZIP_LZMA: "lzma"}  # fmt: skip
 _MAX_EXTRACT_VERSION = 63  # what zipfile accepts
 _HEADER_READ = 512  # one read covers the local header, name, extra field and the first bytes
-
-
-class ZipBroken(Exception):
-    """The archive or a member cannot be read at all."""
 
 
 class Member:
