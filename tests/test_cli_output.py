@@ -148,3 +148,51 @@ def test_a_glob_character_class_in_a_policy_rule_prints_verbatim(cli, project) -
                       '[[trust]]\nname = "m-[ab]*:train:"\nsigners = ["team"]\n', encoding="utf-8")
     res = cli("policy", "check", policy, cwd=project).expect(0)
     assert "m-[ab]*:train:" in res.err
+
+
+# --- nothing is cut or wrapped when the output is not a terminal ----------------------------
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_data"
+
+
+def _row(text: str, needle: str) -> str:
+    """The one output line holding ``needle`` (a wrapped cell would split it over lines)."""
+    rows = [line for line in text.splitlines() if needle in line]
+    assert len(rows) == 1, (needle, text)
+    return rows[0]
+
+
+def test_tables_are_not_cut_in_a_log(cli, project, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("COLUMNS", raising=False)  # a CI log: no terminal, no COLUMNS
+    long_cn = "training-pipeline-signer-with-a-long-common-name.example.com"
+    key, cert = _self_signed(project, long_cn)
+    name = "train-set-with-a-name-much-longer-than-a-terminal-column-would-show"
+    data = project / "big.csv"
+    data.write_text("a,b\n5,6\n", encoding="utf-8")
+    rec = cli("record", data, "--name", name, "--kind", "dataset", "--key", key, "--cert", cert,
+              cwd=project).expect(0)
+    digest = rec.out.split()[1]
+    row = _row(cli("list", cwd=project).expect(0).out, f"{name}@1")
+    assert digest in row and f"x509:CN={long_cn}" in row and "…" not in row
+    tree = cli("lineage", f"{name}@1", cwd=project).expect(0).out
+    assert digest in _row(tree, name) and f"signed by x509:CN={long_cn}" in _row(tree, name)
+    assert len(_row(tree, name)) > 200
+
+
+def test_scan_and_hash_tables_are_not_wrapped_in_a_log(cli, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("COLUMNS", raising=False)
+    folder = tmp_path / "models"
+    deep = folder / "a-very-long-directory-name-for-checkpoints" / "epoch-0042-of-a-long-run"
+    deep.mkdir(parents=True)
+    evil = deep / "malicious-checkpoint-with-a-long-file-name.pkl"
+    evil.write_bytes((SAMPLES / "malicious.pkl").read_bytes())
+    relpath = evil.relative_to(folder).as_posix()
+    res = cli("scan", folder, cwd=tmp_path).expect(1)
+    findings = cli("scan", folder, "--json", cwd=tmp_path).expect(1).json()["findings"]
+    for finding in findings:
+        row = _row(res.out, finding["message"])
+        assert finding["rule_id"] in row and finding["path"] in row
+    assert _row(res.out, relpath)
+    listing = cli("hash", folder, cwd=tmp_path).expect(0).out
+    manifest = cli("hash", folder, "--json", cwd=tmp_path).expect(0).json()
+    assert manifest["resources"][0]["digest"] in _row(listing, relpath)
