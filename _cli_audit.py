@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -51,16 +52,20 @@ def audit_checkpoint(
                    ] = None,
 ) -> None:
     """Export the newest signed checkpoint (keep it: it lets you prove later rewrites)."""
-    ledger = current_workspace().open_ledger()
-    try:
-        head = ledger.head()
-    finally:
-        ledger.close()
-    if out is None:
-        sys.stdout.write(head.note)
-    else:
-        out.write_text(head.note, encoding="utf-8")
-        render.err().print(f"wrote the checkpoint of size {head.size} to {render.esc(out)}")
+    from custody.provenance.output_file import OutputFile
+
+    with OutputFile.prepare(out) if out is not None else nullcontext() as target:
+        ledger = current_workspace().open_ledger()
+        try:
+            head = ledger.head()
+        finally:
+            ledger.close()
+        if target is None:
+            sys.stdout.write(head.note)
+            return
+        target.write(head.note)
+        target.commit()
+    render.err().print(f"wrote the checkpoint of size {head.size} to {render.esc(out)}")
 
 
 @audit_app.command("prove")
@@ -70,18 +75,21 @@ def audit_prove(
                    ] = None,
 ) -> None:
     """Print an inclusion receipt for REF that `custody verify --receipt` checks offline."""
+    from custody.provenance.output_file import OutputFile
     from custody.provenance.transparency import export_receipt
 
-    ledger = current_workspace().open_ledger()
-    try:
-        version = ledger.resolve(ref)
-        receipt = export_receipt(ledger, version.entry_idx)
-    finally:
-        ledger.close()
-    if out is None:
-        sys.stdout.buffer.write(receipt)
-    else:
-        out.write_bytes(receipt)
-        render.err().print(f"wrote the receipt of {version.ref} (entry {version.entry_idx}) to "
-                           f"{render.esc(out)}")
+    with OutputFile.prepare(out) if out is not None else nullcontext() as target:
+        ledger = current_workspace().open_ledger()
+        try:
+            version = ledger.resolve(ref)
+            receipt = export_receipt(ledger, version.entry_idx)
+        finally:
+            ledger.close()
+        if target is None:
+            sys.stdout.buffer.write(receipt)
+            return
+        target.write(receipt)
+        target.commit()
+    render.err().print(f"wrote the receipt of {version.ref} (entry {version.entry_idx}) to "
+                       f"{render.esc(out)}")
 

@@ -7,6 +7,7 @@ Heavy modules are imported inside the commands, so ``custody --help`` stays fast
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -40,6 +41,7 @@ from custody.errors import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, CustodyError, Usag
 
 if TYPE_CHECKING:
     from custody.provenance.checkpoint import NoteVerifier
+    from custody.provenance.output_file import OutputFile
     from custody.provenance.policy import Policy
 
 app = typer.Typer(
@@ -249,30 +251,55 @@ def record_cmd(
     allow_symlinks: SymlinkOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Hash, scan, sign and append PATH to the ledger; print NAME@VERSION and the digest."""
+    """Hash, scan, sign and append PATH to the ledger; print NAME@VERSION and the digest.
+
+    Every output is validated before anything else, written under the append lock and renamed
+    into place after the commit (see custody.provenance.record): a bad --bundle-out or
+    --oms-out exits 2 with nothing appended."""
+    from contextlib import ExitStack
+
+    from custody.provenance.output_file import OutputFile, check_distinct
     from custody.provenance.record import DatasetOptions, record
 
-    ws = current_workspace()
-    signer = make_signer(ws, key=key, cert=cert, cert_chain=cert_chain or [], sigstore=sigstore,
-                         staging=staging, trust_config=trust_config,
-                         identity_token=identity_token)
-    ledger = ws.open_ledger(append=True)
-    try:
-        with render.progress("hashing", size_hint(path), enabled=not want_json(as_json)) as tick:
-            result = record(path, name=name, kind=kind, ledger=ledger, signer=signer,
-                            inputs=inputs or [], activity=activity,
-                            threshold=parse_threshold(threshold) if threshold else None,
-                            allow_flagged=allow_flagged, allow_symlinks=allow_symlinks,
-                            oms=oms, progress=tick, tool_version=__version__,
-                            dataset=DatasetOptions(baseline, label, id_column))
-    finally:
-        ledger.close()
-    if bundle_out is not None:
-        bundle_out.write_text(result.bundle, encoding="utf-8")
-    if oms_out is not None:
-        if result.oms_bundle is None:
-            raise UsageError("--oms-out: no OMS signature was made (only models get one)")
-        oms_out.write_text(result.oms_bundle, encoding="utf-8")
+    if oms_out is not None and kind != "model":
+        raise UsageError(f"--oms-out is for models; this is a {kind}", subject=str(oms_out),
+                         hint="drop --oms-out (use --bundle-out for the Sigstore bundle)")
+    if oms_out is not None and not oms:
+        raise UsageError("--oms-out needs the OMS signature that --no-oms turns off",
+                         subject=str(oms_out), hint="drop --no-oms or --oms-out")
+    check_distinct(("--bundle-out", bundle_out), ("--oms-out", oms_out))
+    with ExitStack() as stack:
+        bundle_file = stack.enter_context(OutputFile.prepare(bundle_out, option="--bundle-out")
+                                          ) if bundle_out is not None else None
+        oms_file = stack.enter_context(OutputFile.prepare(oms_out, option="--oms-out")
+                                       ) if oms_out is not None else None
+        ws = current_workspace()
+        signer = make_signer(ws, key=key, cert=cert, cert_chain=cert_chain or [],
+                             sigstore=sigstore, staging=staging, trust_config=trust_config,
+                             identity_token=identity_token)
+
+        def write_outputs(bundle: str, oms_bundle: str | None) -> None:
+            if bundle_file is not None:
+                bundle_file.write(bundle)
+            if oms_file is not None and oms_bundle is not None:
+                oms_file.write(oms_bundle)
+
+        ledger = ws.open_ledger(append=True)
+        try:
+            with render.progress("hashing", size_hint(path),
+                                 enabled=not want_json(as_json)) as tick:
+                result = record(path, name=name, kind=kind, ledger=ledger, signer=signer,
+                                inputs=inputs or [], activity=activity,
+                                threshold=parse_threshold(threshold) if threshold else None,
+                                allow_flagged=allow_flagged, allow_symlinks=allow_symlinks,
+                                oms=oms, progress=tick, tool_version=__version__,
+                                dataset=DatasetOptions(baseline, label, id_column),
+                                on_signed=write_outputs)
+        finally:
+            ledger.close()
+        for written in (bundle_file, oms_file):
+            if written is not None:
+                _commit_output(written, result.version.ref)
     if want_json(as_json):
         render.emit_json(result.to_json())
     else:
@@ -280,6 +307,16 @@ def record_cmd(
         render.err().print(f"[dim]scan: {result.scan.verdict.value}; signed by "
                            f"{render.esc(result.version.signer)}; "
                            f"ledger entry #{result.version.entry_idx}[/]")
+
+
+def _commit_output(output: OutputFile, ref: str) -> None:
+    """Rename a record output into place; the entry is already committed, so say how to redo it."""
+    try:
+        output.commit()
+    except CustodyError as exc:
+        exc.hint = (f"{ref} was recorded; export it again with `custody bundle {ref} "
+                    f"{'--oms ' if output.option == '--oms-out' else ''}--out FILE`")
+        raise
 
 
 @app.command("verify")
@@ -463,19 +500,24 @@ def bundle_cmd(
         "--oms", help="The OpenSSF Model Signing signature (model.sig) instead.")] = False,
 ) -> None:
     """Export the Sigstore bundle recorded for REF (a sidecar for `verify --bundle`)."""
-    ledger = open_workspace_ledger(current_workspace())
-    try:
-        stored = ledger.stored_record(ledger.resolve(ref))
-    finally:
-        ledger.close()
-    text = stored.oms_bundle if oms else stored.bundle
-    if text is None:
-        raise UsageError(f"{stored.version.ref} has no OMS signature (only models get one)")
-    if out is None:
-        sys.stdout.write(text)
-    else:
-        out.write_text(text, encoding="utf-8")
-        render.err().print(f"wrote the bundle of {stored.version.ref} to {render.esc(out)}")
+    from custody.provenance.output_file import OutputFile
+
+    with OutputFile.prepare(out) if out is not None else nullcontext() as target:
+        ledger = open_workspace_ledger(current_workspace())
+        try:
+            stored = ledger.stored_record(ledger.resolve(ref))
+        finally:
+            ledger.close()
+        text = stored.oms_bundle if oms else stored.bundle
+        if text is None:
+            raise UsageError(f"{stored.version.ref} has no OMS signature (only models get one)",
+                             subject=stored.version.ref, hint="drop --oms for a dataset")
+        if target is None:
+            sys.stdout.write(text)
+            return
+        target.write(text)
+        target.commit()
+    render.err().print(f"wrote the bundle of {stored.version.ref} to {render.esc(out)}")
 
 
 @app.command()

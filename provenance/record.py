@@ -1,8 +1,20 @@
-"""record: hash → scan → sign → append. Nothing is written unless every step succeeded."""
+"""record: hash → scan → sign → append. Nothing is written unless every step succeeded.
+
+Outputs beside the ledger (``--bundle-out``, ``--oms-out``) follow the same rule. The bundle
+exists only once the statement is signed, and the statement is signed under the append lock
+(its version number is assigned there), so the order is: validate every output and create its
+temporary file (before hashing), hash, scan, then under the lock sign, write and fsync the
+temporary files (``on_signed``), insert the rows and commit; only after the commit are the
+temporary files renamed into place. A failure before the commit leaves no ledger entry and no
+output (the transaction rolls back, the temporary files are removed), so a retry records
+version 1 again. The only window left is a crash between the commit and the renames, which
+leaves the entry and a stray ``.NAME.*.tmp`` file: the bundles are in the ledger and
+``custody bundle REF --out FILE`` exports them again.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,6 +102,7 @@ def record(
     dvc: DvcInfo | None = None,
     activity_details: Mapping[str, Any] | None = None,
     dataset: DatasetOptions | None = None,
+    on_signed: Callable[[str, str | None], None] | None = None,
 ) -> RecordResult:
     """Record one artifact version; raise before writing anything if a step fails.
 
@@ -98,6 +111,9 @@ def record(
     Tabular datasets are compared with a baseline (see :mod:`custody.provenance.datasets`).
     The default threshold is ``medium`` for models and ``high`` for datasets (harmless drift
     and schema changes are reported, poisoning and breaking schema changes refuse).
+
+    ``on_signed(bundle, oms_bundle)`` runs under the append lock once the record is signed and
+    before it is committed: if it raises, nothing is appended (see the module docstring).
     """
     check_name(name)
     if kind not in KINDS:
@@ -166,6 +182,8 @@ def record(
         ).to_bytes()
         bundle = signer.sign_statement(statement)
         bundles.append(bundle)
+        if on_signed is not None:
+            on_signed(bundle, oms_bundle)
         return SignedRecord(
             statement=statement,
             bundle=bundle,
