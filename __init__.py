@@ -4,10 +4,14 @@ The flow is hash → scan → sign → record → verify. The public API is smal
 
 - :func:`record` hashes, scans, signs and appends an artifact version to the ledger;
 - :func:`verify` re-hashes a path and checks its record, signature and upstream chain against a
-  :class:`Policy`, returning a report or raising :class:`VerificationError`;
+  :class:`Policy` (or a policy file), returning a report or raising :class:`VerificationError`;
 - :func:`open_verified` returns a read-only file object over exactly the bytes it verified;
   :func:`load_torch` and :func:`read_parquet` hand those bytes to PyTorch and pyarrow;
-- :mod:`custody.errors` holds the exceptions, all subclasses of :class:`CustodyError`.
+- :mod:`custody.errors` holds the exceptions, all subclasses of :class:`CustodyError`: the
+  public API raises nothing else for bad input (files, policies, ledgers, unloadable bytes).
+
+Each call finds the ledger as the CLI does (``ledger=`` a URL or path, else ``$CUSTODY_LEDGER``,
+else the nearest ``.custody/`` upward) and checks inclusion with the workspace's pinned key.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from custody.errors import (
     CustodyError,
+    LoadError,
     RefusedError,
     ScanRefusedError,
     VerificationError,
@@ -25,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CustodyError",
+    "LoadError",
     "Policy",
     "RefusedError",
     "ScanRefusedError",
@@ -38,13 +44,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from custody.provenance.api import record
     from custody.provenance.policy import Policy
-    from custody.provenance.record import record
     from custody.provenance.safe_load import load_torch, open_verified, read_parquet
     from custody.provenance.verify import verify
 
 _LAZY = {
-    "record": "custody.provenance.record",
+    "record": "custody.provenance.api",
     "verify": "custody.provenance.verify",
     "Policy": "custody.provenance.policy",
     "open_verified": "custody.provenance.safe_load",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
@@ -50,6 +49,7 @@ def audit_verify(
 def audit_checkpoint(
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")
                    ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Export the newest signed checkpoint (keep it: it lets you prove later rewrites)."""
     from custody.provenance.output_file import OutputFile
@@ -61,10 +61,13 @@ def audit_checkpoint(
         finally:
             ledger.close()
         if target is None:
-            sys.stdout.write(head.note)
+            render.export(head.note, out=None, as_json=want_json(as_json), size=head.size)
             return
         target.write(head.note)
         target.commit()
+    if want_json(as_json):
+        render.export(head.note, out=out, as_json=True, size=head.size)
+        return
     render.err().print(f"wrote the checkpoint of size {head.size} to {render.esc(out)}")
 
 
@@ -73,6 +76,7 @@ def audit_prove(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION, NAME (latest) or sha256:HEX.")],
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")
                    ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print an inclusion receipt for REF that `custody verify --receipt` checks offline."""
     from custody.provenance.output_file import OutputFile
@@ -85,11 +89,15 @@ def audit_prove(
             receipt = export_receipt(ledger, version.entry_idx)
         finally:
             ledger.close()
+        meta = {"ref": version.ref, "entry": version.entry_idx}
         if target is None:
-            sys.stdout.buffer.write(receipt)
+            render.export(receipt, out=None, as_json=want_json(as_json), **meta)
             return
         target.write(receipt)
         target.commit()
+    if want_json(as_json):
+        render.export(receipt, out=out, as_json=True, **meta)
+        return
     render.err().print(f"wrote the receipt of {version.ref} (entry {version.entry_idx}) to "
                        f"{render.esc(out)}")
 

@@ -170,6 +170,9 @@ def make_signer(
     if key_path is None:
         raise UsageError("no signing key", hint="pass --key FILE, --sigstore, or run "
                          "`custody init`")
+    from custody.provenance.workspace import check_private_key_file
+
+    check_private_key_file(key_path)
     if cert is not None:
         from custody.signing.cert_signer import CertChainSigner
 

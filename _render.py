@@ -116,6 +116,25 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def export(content: str | bytes, *, out: object | None, as_json: bool, **meta: object) -> None:
+    """Report an exported document (bundle, checkpoint, receipt). Without ``--json`` and
+    ``--out`` the document itself goes to stdout, byte for byte. With ``--json`` stdout is one
+    JSON object: ``ok``, ``meta``, ``out`` (the file written, or null) and ``content`` (the
+    document as a string when it was not written to a file, else null)."""
+    if not as_json:
+        if out is None:
+            if isinstance(content, bytes):
+                sys.stdout.flush()
+                sys.stdout.buffer.write(content)
+                sys.stdout.buffer.flush()
+            else:
+                sys.stdout.write(content)
+        return
+    text = content.decode("utf-8") if isinstance(content, bytes) else content
+    emit_json({"ok": True, **meta, "out": None if out is None else str(out),
+               "bytes": len(text.encode("utf-8")), "content": text if out is None else None})
+
+
 def error(exc: CustodyError, *, as_json: bool) -> None:
     if as_json:
         emit_json({"ok": False, **exc.diagnostic()})

@@ -498,6 +498,7 @@ def bundle_cmd(
                    ] = None,
     oms: Annotated[bool, typer.Option(
         "--oms", help="The OpenSSF Model Signing signature (model.sig) instead.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Export the Sigstore bundle recorded for REF (a sidecar for `verify --bundle`)."""
     from custody.provenance.output_file import OutputFile
@@ -512,11 +513,15 @@ def bundle_cmd(
         if text is None:
             raise UsageError(f"{stored.version.ref} has no OMS signature (only models get one)",
                              subject=stored.version.ref, hint="drop --oms for a dataset")
+        meta = {"ref": stored.version.ref, "format": "oms" if oms else "sigstore-bundle"}
         if target is None:
-            sys.stdout.write(text)
+            render.export(text, out=None, as_json=want_json(as_json), **meta)
             return
         target.write(text)
         target.commit()
+    if want_json(as_json):
+        render.export(text, out=out, as_json=True, **meta)
+        return
     render.err().print(f"wrote the bundle of {stored.version.ref} to {render.esc(out)}")
 
 

@@ -35,7 +35,8 @@ class DatasetAssessment:
 
 
 def is_tabular(path: Path) -> bool:
-    from custody.validators.dataset.reader import DatasetReadError, open_source
+    from custody.errors import DatasetReadError
+    from custody.validators.dataset.reader import open_source
 
     try:
         open_source(path)

@@ -18,11 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from custody.errors import UsageError
+from custody.errors import LoadError, UsageError
 from custody.provenance.hashing import iter_files, sha256_file
 from custody.provenance.manifest import FileEntry, Manifest
 from custody.provenance.policy import Policy
-from custody.provenance.verify import VerificationReport, verify_manifest
+from custody.provenance.verify import (
+    VerificationReport,
+    as_policy,
+    open_ledger,
+    verify_manifest,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -38,30 +43,6 @@ class VerifiedFile(io.BufferedReader):
 
     def writable(self) -> bool:
         return False
-
-
-def _policy(policy: Policy | str | Path) -> Policy:
-    if isinstance(policy, Policy):
-        return policy
-    from custody.provenance.policy_file import load_policy
-
-    return load_policy(Path(policy))
-
-
-@contextmanager
-def _ledger(ledger: Ledger | str | None) -> Iterator[tuple[Ledger, NoteVerifier | None]]:
-    from custody.provenance.ledger.store import Ledger
-    from custody.provenance.workspace import resolve
-
-    if isinstance(ledger, Ledger):
-        yield ledger, None
-        return
-    workspace = resolve(ledger)
-    opened = workspace.open_ledger()
-    try:
-        yield opened, workspace.ledger_verifier()
-    finally:
-        opened.close()
 
 
 def open_verified(
@@ -82,14 +63,14 @@ def open_verified(
     if source.is_dir():
         raise UsageError(f"{source} is a directory; open_verified serves one file",
                          hint="use custody.read_parquet for dataset directories")
-    trusted = _policy(policy)
+    trusted = as_policy(policy)
     copy = tempfile.TemporaryFile(prefix="custody-verified-")  # noqa: SIM115 - handed back
     try:
         size, digest = sha256_file(source, follow=True, sink=copy.write)
         copy.flush()
         manifest = Manifest.for_file(source.name, FileEntry(source.name, size, digest))
         scan_root = Path(f"/proc/self/fd/{copy.fileno()}")
-        with _ledger(ledger) as (opened, pinned):
+        with open_ledger(ledger) as (opened, pinned):
             report = verify_manifest(source, scan_root, manifest, trusted, ledger=opened,
                                      name=name, ledger_verifier=ledger_verifier or pinned)
         fd = os.dup(copy.fileno())
@@ -113,7 +94,7 @@ def verified_directory(
     """Copy a directory artifact into a private folder while hashing it, verify the copy,
     and yield the folder (removed afterwards)."""
     source = Path(path)
-    trusted = _policy(policy)
+    trusted = as_policy(policy)
     private = Path(tempfile.mkdtemp(prefix="custody-verified-"))
     try:
         entries = []
@@ -124,7 +105,7 @@ def verified_directory(
                 size, digest = sha256_file(file, sink=out.write)
             entries.append(FileEntry(rel, size, digest))
         manifest = Manifest.for_directory(source.name, entries)
-        with _ledger(ledger) as (opened, pinned):
+        with open_ledger(ledger) as (opened, pinned):
             report = verify_manifest(source, private, manifest, trusted, ledger=opened,
                                      name=name, ledger_verifier=pinned)
         yield private, report
@@ -135,27 +116,84 @@ def verified_directory(
 def read_parquet(path: str | Path, policy: Policy | str | Path, *,
                  ledger: Ledger | str | None = None, name: str | None = None,
                  **read_options: Any) -> pa.Table:
-    """Verify a dataset (a Parquet file or a directory of them) and read it into a Table."""
-    import pyarrow.parquet as pq
+    """Verify a dataset (a Parquet file or a directory of them) and read it into a Table.
+
+    Verified bytes that pyarrow cannot read as Parquet raise :class:`~custody.errors.LoadError`.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UsageError("custody.read_parquet needs pyarrow",
+                         hint="pip install pyarrow") from None
 
     source = Path(path)
+
+    def read(where: Any) -> pa.Table:
+        try:
+            return pq.read_table(where, **read_options)
+        except (pa.ArrowException, OSError) as exc:  # ArrowInvalid, ArrowIOError, ...
+            raise LoadError(
+                f"{source} is verified but pyarrow cannot read it as Parquet: "
+                f"{_first_line(exc)}",
+                hint="read_parquet loads Parquet files or directories of them; open other "
+                "formats with custody.open_verified",
+                subject=str(source)) from None
+
     if source.is_dir():
         with verified_directory(source, policy, ledger=ledger, name=name) as (folder, _):
-            return pq.read_table(folder, **read_options)
+            return read(folder)
     with open_verified(source, policy, ledger=ledger, name=name) as handle:
-        return pq.read_table(handle, **read_options)
+        return read(handle)
 
 
 def load_torch(path: str | Path, policy: Policy | str | Path, *,
                ledger: Ledger | str | None = None, name: str | None = None,
                **load_options: Any) -> Any:
-    """Verify a PyTorch checkpoint, then ``torch.load`` it with ``weights_only=True``."""
+    """Verify a PyTorch checkpoint, then ``torch.load`` it with ``weights_only=True``.
+
+    A checkpoint that holds more than weights (a whole ``nn.Module`` saved with
+    ``torch.save(model)``), or that is no PyTorch file at all, raises
+    :class:`~custody.errors.LoadError`: it is never unpickled with ``weights_only=False``.
+    """
     if load_options.pop("weights_only", True) is not True:
-        raise UsageError("custody.load_torch always loads with weights_only=True")
+        raise UsageError("custody.load_torch always loads with weights_only=True",
+                         hint="save and record model.state_dict() instead of the whole model")
     try:
         import torch
     except ImportError:
         raise UsageError("custody.load_torch needs PyTorch", hint="pip install torch") from None
+    import pickle
+
     with open_verified(path, policy, ledger=ledger, name=name) as handle:
         buffer: IO[bytes] = handle
-        return torch.load(buffer, weights_only=True, **load_options)
+        try:
+            return torch.load(buffer, weights_only=True, **load_options)
+        except pickle.UnpicklingError as exc:
+            if "Unsupported global" not in str(exc):  # not a pickle of weights at all
+                raise LoadError(
+                    f"{path} is verified but torch.load cannot read it: {_first_line(exc)}",
+                    hint="load_torch loads files written by torch.save; open other formats "
+                    "with custody.open_verified", subject=str(path)) from None
+            raise LoadError(
+                f"{path} is verified but holds objects that weights_only loading refuses: "
+                f"{_first_line(exc)}",
+                hint="save the weights with torch.save(model.state_dict(), PATH), record "
+                "that file, and rebuild the module in code before load_state_dict",
+                subject=str(path)) from None
+        except (RuntimeError, EOFError, ValueError, OSError) as exc:  # not a torch file
+            raise LoadError(
+                f"{path} is verified but torch.load cannot read it: {_first_line(exc)}",
+                hint="load_torch loads files written by torch.save; open other formats with "
+                "custody.open_verified", subject=str(path)) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The line of an exception's message that says what failed (torch puts it last)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for at, line in enumerate(lines):
+        if "Unsupported global" in line:
+            return line
+        if line.endswith("WeightsUnpickler error:") and at + 1 < len(lines):
+            return lines[at + 1]  # torch puts the reason on the next line
+    return lines[0] if lines else type(exc).__name__

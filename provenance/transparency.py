@@ -12,11 +12,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from custody.errors import VerificationError
+from custody.errors import MerkleProofError, VerificationError
 from custody.provenance.checkpoint import NoteVerifier, verify_checkpoint
 from custody.provenance.ledger.log import META_ORIGIN, META_VKEY
 from custody.provenance.ledger.store import Ledger
-from custody.provenance.merkle import MerkleProofError, leaf_hash, verify_inclusion
+from custody.provenance.merkle import leaf_hash, verify_inclusion
 from custody.provenance.receipt import build_receipt, parse_receipt, verify_receipt
 
 

@@ -7,11 +7,13 @@ the rule, the file or artifact, and what to do. It never returns a failed report
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from custody.errors import ScanRefusedError, VerificationError
+from custody.errors import ScanRefusedError, UsageError, VerificationError
 from custody.provenance.attestation import parse_claims
 from custody.provenance.chain import ChainWalker, NodeResult
 from custody.provenance.checkpoint import NoteVerifier
@@ -47,10 +49,10 @@ class VerificationReport:
 
 
 def verify(
-    path: Path,
-    policy: Policy,
+    path: str | Path,
+    policy: Policy | str | Path,
     *,
-    ledger: Ledger,
+    ledger: Ledger | str | None = None,
     name: str | None = None,
     ledger_verifier: NoteVerifier | None = None,
     allow_symlinks: bool = False,
@@ -58,12 +60,53 @@ def verify(
 ) -> VerificationReport:
     """Verify ``path`` against its ledger record and the whole upstream chain.
 
+    ``policy`` is a :class:`Policy` or the path of a policy file. ``ledger`` is an open
+    :class:`Ledger`, a ledger URL or path, or None for the ledger the CLI would use
+    (``$CUSTODY_LEDGER``, else the nearest ``.custody/`` upward from the working directory).
     Every record on the chain must also be included in the ledger's newest checkpoint, signed by
-    ``ledger_verifier`` (the pinned ledger key; without one, the key stored in the ledger).
+    ``ledger_verifier``: by default the workspace's pinned ledger key (for an open Ledger, the
+    key stored in the ledger).
     """
-    manifest = hash_path(path, allow_symlinks=allow_symlinks, progress=progress)
-    return verify_manifest(path, path, manifest, policy, ledger=ledger, name=name,
-                           ledger_verifier=ledger_verifier)
+    source = Path(path)
+    trusted = as_policy(policy)
+    manifest = hash_path(source, allow_symlinks=allow_symlinks, progress=progress)
+    with open_ledger(ledger) as (opened, pinned):
+        return verify_manifest(source, source, manifest, trusted, ledger=opened, name=name,
+                               ledger_verifier=ledger_verifier or pinned)
+
+
+def as_policy(policy: Policy | str | Path) -> Policy:
+    """A Policy, or the policy file at that path (validated)."""
+    if isinstance(policy, Policy):
+        return policy
+    if not isinstance(policy, (str, Path)):
+        raise UsageError(f"policy must be a custody.Policy or a policy file path, not "
+                         f"{type(policy).__name__}",
+                         hint="pass custody.Policy.from_key_files([...]) or 'policy.toml'")
+    from custody.provenance.policy_file import load_policy
+
+    return load_policy(Path(policy))
+
+
+@contextmanager
+def open_ledger(ledger: Ledger | str | Path | None
+                ) -> Iterator[tuple[Ledger, NoteVerifier | None]]:
+    """The ledger to verify against, and the pinned checkpoint key that goes with it.
+
+    An open :class:`Ledger` is used as it is (no pinned key); a URL or path, or None, is found
+    and opened the way the CLI does it, and closed afterwards.
+    """
+    if isinstance(ledger, Ledger):
+        yield ledger, None
+        return
+    from custody.provenance.workspace import resolve
+
+    workspace = resolve(str(ledger) if ledger is not None else None)
+    opened = workspace.open_ledger()
+    try:
+        yield opened, workspace.ledger_verifier()
+    finally:
+        opened.close()
 
 
 def verify_manifest(

@@ -8,6 +8,10 @@ nearest ``.custody/`` found upward from the working directory. ``config.toml`` i
     trusted_keys = ["keys/signing.pub"]  # used by `custody verify` unless --key is given
     ledger_key = "keys/ledger.skey"      # Ed25519 key that signs the ledger's checkpoints
     ledger_vkey = "custody.ledger/...+..."  # the pinned checkpoint verifier key
+
+``init`` also writes ``.custody/.gitignore`` so that ``git add .`` leaves the private keys and
+the SQLite ledger out while the config and public keys stay committable, and commands refuse a
+private key file that group or others may read or write.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from custody.errors import LedgerError, UsageError
+from custody.errors import KeyMaterialError, LedgerError, UsageError
 
 if TYPE_CHECKING:
     from custody.provenance.checkpoint import NoteSigner, NoteVerifier
@@ -28,6 +32,16 @@ if TYPE_CHECKING:
 DIRNAME = ".custody"
 CONFIG = "config.toml"
 ENV_LEDGER = "CUSTODY_LEDGER"
+GITIGNORE = """\
+# Written by `custody init`. Private keys and the local SQLite ledger never go into git;
+# config.toml and the public keys (keys/*.pub) may be committed.
+keys/*.key
+keys/*.skey
+*.db
+*.db-wal
+*.db-shm
+*.db-journal
+"""
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,7 @@ class Workspace:
             return None
         from custody.provenance.checkpoint import NoteSigner
 
+        check_private_key_file(self.ledger_key)
         try:
             text = self.ledger_key.read_text(encoding="utf-8")
         except OSError as exc:
@@ -66,6 +81,22 @@ class Workspace:
         from custody.provenance.ledger.store import Ledger
 
         return Ledger.open(self.ledger_url, signer=self.ledger_signer() if append else None)
+
+
+def check_private_key_file(path: Path) -> None:
+    """Refuse a private key file that group or others may read or write (POSIX only)."""
+    if os.name != "posix":
+        return
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return  # missing or unreadable: the load that follows says so with its own hint
+    if mode & 0o077:
+        raise KeyMaterialError(
+            f"private key {path} is accessible to group or others (mode {mode:04o})",
+            hint=f"chmod 600 {path}",
+            subject=str(path),
+        )
 
 
 def to_url(location: str, base: Path | None = None) -> str:
@@ -137,6 +168,9 @@ def resolve(ledger: str | None = None, *, start: Path | None = None) -> Workspac
     local = load_workspace(home) if home is not None else None
     explicit = ledger or os.environ.get(ENV_LEDGER)
     if explicit:
+        named = _workspace_folder(explicit)
+        if named is not None:  # a folder holding a workspace: that workspace, keys and all
+            return load_workspace(named)
         url = to_url(explicit)
         if local is not None and url == local.ledger_url:
             return local
@@ -149,6 +183,14 @@ def resolve(ledger: str | None = None, *, start: Path | None = None) -> Workspac
             hint="run `custody init` to create one here, or pass --ledger URL",
         )
     return local
+
+
+def _workspace_folder(location: str) -> Path | None:
+    if "://" in location:
+        return None
+    path = Path(location).expanduser()
+    home = path if path.name == DIRNAME else path / DIRNAME
+    return home if path.is_dir() and (home / CONFIG).is_file() else None
 
 
 def write_config(home: Path, *, ledger: str, signing_key: str, trusted_keys: list[str],
@@ -193,6 +235,7 @@ def init_workspace(
     created = not home.exists()
     try:
         (home / "keys").mkdir(parents=True, exist_ok=True, mode=0o700)
+        (home / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
         generate_key_pair(home / "keys" / "signing")
         existing = _existing_ledger_vkey(url)
         if existing is None:

@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -221,9 +220,8 @@ class ThrowawayPostgres:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
-        for _ in range(50):
-            if not (self.data / "postmaster.pid").exists():
-                break
-            time.sleep(0.1)
+        # -w: pg_ctl returns once the server has exited (postmaster.pid is gone), however long
+        # that takes on a loaded machine; no polling loop of our own.
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
+                  "-t", "120", "stop")
         shutil.rmtree(self.root, ignore_errors=True)

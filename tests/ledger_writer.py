@@ -2,8 +2,9 @@
 
 usage: python ledger_writer.py HOME COUNT PREFIX
 Appends COUNT records named PREFIX-0.. to the workspace ledger at HOME (a .custody/ folder) and
-prints ``ACK name@version idx`` after each commit, so a killed writer's acknowledged appends are
-known exactly.
+prints ``START name`` before each append and ``ACK name@version idx`` after its commit, so a
+killed writer's acknowledged appends are known exactly and a test can stop it at a chosen point of
+its progress (between two appends, or inside one) without watching the clock.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def main() -> None:
     previous = None
     for i in range(count):
         inputs = [previous] if previous is not None and i % 2 else None
+        sys.stdout.write(f"START {prefix}-{i}\n")
+        sys.stdout.flush()
         version = helpers.append_one(ledger, signer, f"{prefix}-{i}",
                                      "model" if inputs else "dataset",
                                      f"{prefix} {i}".encode(), inputs)

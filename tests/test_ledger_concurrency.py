@@ -7,7 +7,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from custody.provenance.ledger.audit import audit_ledger
@@ -59,20 +58,47 @@ def test_eight_writers_five_hundred_appends_each(ws) -> None:  # type: ignore[no
     assert [r[0] for r in rows] == list(range(6000))  # gapless
 
 
-def test_writers_killed_at_random_moments_lose_nothing_acknowledged(ws) -> None:  # type: ignore[no-untyped-def]
+def _kill_after_progress(home: Path, prefix: str, further: int, errors: Path) -> tuple[str, str]:
+    """Start a writer, wait for its first acknowledged append, let it report ``further`` more
+    progress lines (``START`` or ``ACK``), then SIGKILL it. Synchronised on the writer's own
+    output, never on the clock: a slow machine only makes each round take longer. Returns all
+    of its output and what the last line read before the kill was."""
+    with errors.open("w") as err:
+        proc = subprocess.Popen([sys.executable, str(WRITER), str(home), "100000", prefix],
+                                stdout=subprocess.PIPE, stderr=err, text=True)
+    assert proc.stdout is not None
+    seen: list[str] = []
+    while not seen or not seen[-1].startswith("ACK "):
+        line = proc.stdout.readline()
+        assert line, f"writer {prefix} exited before its first append: {errors.read_text()}"
+        seen.append(line)
+    for _ in range(further):
+        line = proc.stdout.readline()
+        assert line, f"writer {prefix} exited mid-run: {errors.read_text()}"
+        seen.append(line)
+    last = seen[-1].split()[0]
+    os.kill(proc.pid, signal.SIGKILL)
+    rest = proc.stdout.read()  # what it printed between our last read and the kill
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == -signal.SIGKILL  # killed mid-run, not finished
+    return "".join(seen) + rest, last
+
+
+def test_writers_killed_at_random_moments_lose_nothing_acknowledged(ws, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """22 writers, each SIGKILLed at a random point of its run after its first acknowledged
+    append: right after an ACK (between appends) or right after a START (inside an append)."""
     rng = random.Random(20261125)
     acked: list[tuple[str, int]] = []
-    kills = 0
+    kill_points: list[str] = []
     for round_ in range(22):
-        proc = _writer(ws.home, 100_000, f"k{round_}")
-        time.sleep(0.5 + rng.random() * 0.6)  # start-up, then a random moment mid-append
-        os.kill(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == -signal.SIGKILL
-        kills += 1
-        acked.extend(_acks(out))
-    assert kills >= 20
-    assert acked, "no writer got far enough to acknowledge an append"
+        out, last = _kill_after_progress(ws.home, f"k{round_}", rng.randrange(0, 24),
+                                         tmp_path / f"writer-{round_}.err")
+        round_acks = _acks(out)
+        assert round_acks, out
+        acked.extend(round_acks)
+        kill_points.append(last)
+    assert len(kill_points) == 22
+    assert {"START", "ACK"} <= set(kill_points)  # both between and inside appends
     report, versions = _audit(ws.home)
     refs = {v.ref for v in versions}
     missing = [ref for ref, _ in acked if ref not in refs]

@@ -211,7 +211,8 @@ def test_mlflow_webhook(served: tuple[str, dict[str, str]],
     assert deliver(base, created("f", "1", "s3://a/good/1"), secret="wrong").status_code == 401
     stale = deliver(base, created("f", "1", "s3://a/good/1"), timestamp=int(time.time()) - 3600)
     assert stale.status_code == 401
-    unsigned = httpx.post(base + "/v1/hooks/mlflow", json=created("f", "1", "s3://a/good/1"))
+    unsigned = httpx.post(base + "/v1/hooks/mlflow", json=created("f", "1", "s3://a/good/1"),
+                          timeout=60)
     assert unsigned.status_code == 401
     assert calls == []
     other = deliver(base, {"entity": "registered_model", "action": "created", "data": {}})

@@ -180,9 +180,11 @@ def test_tokens_by_admin(service: Service) -> None:
     listed = service.call("GET", "/v1/tokens", role="admin").json()["tokens"]
     assert any(t["id"] == token_id and t["label"] == "ci" for t in listed)
     assert new not in json.dumps(listed)
-    assert httpx.get(service.base + "/v1/artifacts", headers=support.auth(new)).status_code == 200
+    assert httpx.get(service.base + "/v1/artifacts", headers=support.auth(new),
+                     timeout=60).status_code == 200
     assert service.call("DELETE", f"/v1/tokens/{token_id}", role="admin").status_code == 200
-    assert httpx.get(service.base + "/v1/artifacts", headers=support.auth(new)).status_code == 401
+    assert httpx.get(service.base + "/v1/artifacts", headers=support.auth(new),
+                     timeout=60).status_code == 401
     assert service.call("DELETE", f"/v1/tokens/{token_id}", role="admin").status_code == 404
     assert service.call("POST", "/v1/tokens", role="admin",
                         json={"role": "root"}).status_code == 400

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from custody.errors import DatasetReadError
 from custody.validators.dataset.drift import (
     Tolerances,
     compare_profiles,
@@ -36,7 +37,7 @@ from custody.validators.dataset.profile import (
     Profiler,
     column_kind,
 )
-from custody.validators.dataset.reader import DatasetReadError, DataSource, open_source
+from custody.validators.dataset.reader import DataSource, open_source
 from custody.validators.dataset.rows import Clock, Side, poison_findings, prior_shift, read_side
 from custody.validators.dataset.schema import diff_schemas
 from custody.validators.findings import Finding, ScanReport, Severity

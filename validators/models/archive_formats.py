@@ -12,10 +12,11 @@ import tarfile
 from collections.abc import Callable
 from typing import BinaryIO
 
+from custody.errors import LimitHit, PickleBreak
 from custody.validators.findings import Finding, Severity
-from custody.validators.models.context import Ctx, LimitHit
+from custody.validators.models.context import Ctx
 from custody.validators.models.inline_data import skip_bytes
-from custody.validators.models.opcodes import PickleBreak, read_exact
+from custody.validators.models.opcodes import read_exact
 from custody.validators.models.pickle_scan import scan_one_pickle
 from custody.validators.models.pickle_values import GlobalRef
 

@@ -12,9 +12,9 @@ import zlib
 from collections.abc import Callable
 from typing import BinaryIO
 
+from custody.errors import LimitHit, PickleBreak
 from custody.validators.findings import Finding, Severity
-from custody.validators.models.context import Ctx, LimitHit
-from custody.validators.models.opcodes import PickleBreak
+from custody.validators.models.context import Ctx
 from custody.validators.models.streams import buffered, inflater
 
 Recurse = Callable[[BinaryIO, "int | None", Ctx], list[Finding]]

@@ -11,6 +11,7 @@ import io
 from collections.abc import Callable
 from typing import BinaryIO
 
+from custody.errors import LimitHit, PickleBreak
 from custody.validators.findings import Finding, Severity
 from custody.validators.formats import ExtraFormat, FileFormat, detect, detect_extra
 from custody.validators.models import (
@@ -23,8 +24,7 @@ from custody.validators.models import (
     structured,
     zip_scan,
 )
-from custody.validators.models.context import Ctx, LimitHit
-from custody.validators.models.opcodes import PickleBreak
+from custody.validators.models.context import Ctx
 from custody.validators.models.pickle_vm import PickleMachine
 
 SNIFF_BYTES = 512

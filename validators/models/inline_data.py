@@ -15,7 +15,8 @@ import math
 import re
 from typing import BinaryIO
 
-from custody.validators.models.opcodes import PickleBreak, read_exact
+from custody.errors import PickleBreak
+from custody.validators.models.opcodes import read_exact
 from custody.validators.models.pickle_values import DictV, GlobalRef, Obj
 
 JOBLIB_WRAPPERS = frozenset(

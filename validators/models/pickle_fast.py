@@ -24,7 +24,8 @@ import struct
 import zlib
 from typing import TYPE_CHECKING
 
-from custody.validators.models.opcodes import BY_CODE, INLINE_BYTES, PickleBreak
+from custody.errors import PickleBreak
+from custody.validators.models.opcodes import BY_CODE, INLINE_BYTES
 from custody.validators.models.pickle_values import (
     CHECK_EVERY,
     DictV,

@@ -14,9 +14,10 @@ import io
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from custody.errors import LimitHit, PickleBreak
 from custody.validators.findings import Finding, Severity
 from custody.validators.models.allowlist import is_torchscript_allowed
-from custody.validators.models.context import Ctx, LimitHit
+from custody.validators.models.context import Ctx
 from custody.validators.models.inline_data import (
     TORCH_MAGIC,
     is_joblib_wrapper,
@@ -25,7 +26,7 @@ from custody.validators.models.inline_data import (
     skip_torch_storages,
     torch_storage_sizes,
 )
-from custody.validators.models.opcodes import BytesRef, PickleBreak
+from custody.validators.models.opcodes import BytesRef
 from custody.validators.models.pickle_values import GlobalRef, Obj, PickleResult
 from custody.validators.models.pickle_vm import PickleMachine
 from custody.validators.models.policy import classify_global

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from custody.validators.models.opcodes import PickleBreak
+from custody.errors import PickleBreak
 
 CHECK_EVERY = 1 << 15  # opcodes between two charges to the budget (and deadline checks)
 

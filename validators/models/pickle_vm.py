@@ -15,8 +15,9 @@ import zlib
 from collections.abc import Callable
 from typing import BinaryIO, cast
 
+from custody.errors import PickleBreak
 from custody.validators.models.context import Budget
-from custody.validators.models.opcodes import BY_CODE, Arg, PickleBreak, read_arg
+from custody.validators.models.opcodes import BY_CODE, Arg, read_arg
 from custody.validators.models.pickle_fast import run_seekable
 from custody.validators.models.pickle_values import (
     CHECK_EVERY,

@@ -15,8 +15,8 @@ import zlib
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
-from custody.errors import CorruptStream
-from custody.validators.models.context import Budget, LimitHit
+from custody.errors import CorruptStream, LimitHit
+from custody.validators.models.context import Budget
 
 CHUNK = 1 << 16
 

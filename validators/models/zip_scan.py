@@ -17,13 +17,13 @@ from collections.abc import Callable
 from typing import BinaryIO
 from zipfile import ZIP_STORED
 
+from custody.errors import LimitHit, ZipBroken
 from custody.validators.findings import Finding, Severity
 from custody.validators.models import keras_config
-from custody.validators.models.context import Ctx, LimitHit
+from custody.validators.models.context import Ctx
 from custody.validators.models.pickle_scan import scan_pickle_stream
 from custody.validators.models.zip_reader import (
     Member,
-    ZipBroken,
     crc_problem,
     file_descriptor,
     list_members,
