@@ -20,7 +20,7 @@ from custody.signing.keys import generate_key_pair
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_data"
-VECTORS = REPO.parent / "shared" / "vectors" / "sigstore"
+VECTORS = Path(__file__).resolve().parent / "vectors" / "sigstore"  # see vector_paths.py
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 _MARK = re.compile(r"<!--\s*(not-run|file):\s*(.*?)\s*-->\s*$")

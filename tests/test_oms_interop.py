@@ -43,6 +43,7 @@ def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
     path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                        serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption()))
+    path.chmod(0o600)  # custody refuses private keys that others may read
     return path
 
 

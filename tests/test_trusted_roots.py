@@ -11,7 +11,7 @@ from custody.errors import KeyMaterialError
 from custody.provenance.policy import Policy
 from custody.signing.sigstore_verify import SigstoreTrust
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "sigstore"
+VECTORS = Path(__file__).resolve().parent / "vectors" / "sigstore"  # see vector_paths.py
 ROOT = VECTORS / "trust" / "production.trusted_root.json"
 
 
