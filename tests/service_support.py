@@ -8,14 +8,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import IO, Any
 
 from custody.provenance.attestation import RecordedInput, build_statement
 from custody.provenance.ledger.store import Ledger
@@ -46,39 +44,55 @@ def make_tokens(url: str) -> dict[str, str]:
 @contextmanager
 def running_server(home: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
                    log: Path | None = None) -> Iterator[str]:
-    """`custody serve` (via python -m custody.provenance.service) in ``home``; yields its URL."""
+    """`custody serve` (via python -m custody.provenance.service) in ``home``; yields its URL.
+
+    Synchronised on the server's own output, not on the clock: uvicorn prints "Uvicorn running
+    on" once its socket listens and the application has started, and this waits for that line
+    (however long start-up takes on a loaded machine), copying everything to the log file."""
     port = free_port()
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     full_env.pop("CUSTODY_LEDGER", None)
-    out = (log or home / f"server-{port}.log").open("wb")
+    log_path = log or home / f"server-{port}.log"
+    out = log_path.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "custody.provenance.service", "serve", "--host", "127.0.0.1",
-         "--port", str(port), *args], cwd=home, env=full_env, stdout=out,
+         "--port", str(port), *args], cwd=home, env=full_env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    pipe = proc.stdout
     base = f"http://127.0.0.1:{port}"
+    copier = None
     try:
-        deadline = time.monotonic() + 60
         while True:
-            if proc.poll() is not None:
+            line = pipe.readline()
+            if not line:  # the server exited before it listened
+                proc.wait()
                 out.flush()
-                raise RuntimeError("server exited: " + Path(out.name).read_text()[-3000:])
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start: " + Path(out.name).read_text()[-3000:])
-            time.sleep(0.2)
+                raise RuntimeError("server exited: " + log_path.read_text()[-3000:])
+            out.write(line)
+            out.flush()
+            if b"Uvicorn running on" in line:
+                break
+        copier = threading.Thread(target=_copy, args=(pipe, out), daemon=True)
+        copier.start()
         yield base
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if copier is not None:
+            copier.join(timeout=60)
+        pipe.close()
         out.close()
+
+
+def _copy(source: IO[bytes], sink: IO[bytes]) -> None:
+    for chunk in iter(lambda: source.read1(65536), b""):  # type: ignore[attr-defined]
+        sink.write(chunk)
+        sink.flush()
 
 
 def signer_from(path: Path) -> ECKeySigner:
