@@ -1,0 +1,5 @@
+"""``python -m custody``: the same command line as ``custody``."""
+
+from custody.cli import main
+
+main()
