@@ -98,11 +98,12 @@ def _verify_artifact_signature(path: Path, manifest: Manifest, bundle_text: str,
             subject=source)
     from custody.signing.sigstore_verify import SigstoreVerifier
 
+    digest = manifest.files[0].sha256  # the bytes hashed once, for the whole verification
     last: VerificationError | None = None
     for identity in policy.identities:
         try:
             facts = SigstoreVerifier(identity, policy.sigstore).verify_artifact(
-                path, bundle_text, source=source)
+                digest, bundle_text, source=source)
         except VerificationError as exc:
             if exc.rule != "sigstore.identity":
                 raise

@@ -274,9 +274,10 @@ class SigstoreVerifier:
             facts=facts,
         )
 
-    def verify_artifact(self, artifact: Path | bytes, bundle_json: str | bytes, *,
+    def verify_artifact(self, artifact_sha256: str, bundle_json: str | bytes, *,
                         source: str) -> KeylessFacts:
-        """Verify a message-signature (hashedrekord) bundle over a file or bytes."""
+        """Verify a message-signature (hashedrekord) bundle over the artifact whose SHA-256
+        (hex) is ``artifact_sha256``: the caller hashes the bytes; signing never reads files."""
         from sigstore.errors import Error as SigstoreError
         from sigstore.errors import VerificationError as SigstoreVerificationError
 
@@ -284,7 +285,7 @@ class SigstoreVerifier:
         recorder = _RecordingPolicy(self.policy.to_sigstore())
         verifier = self._sigstore()
         try:
-            verifier.verify_artifact(_hashed(artifact), bundle, recorder)
+            verifier.verify_artifact(_hashed(artifact_sha256), bundle, recorder)
         except SigstoreVerificationError as exc:
             raise self._refusal(exc, recorder, source) from None
         except SigstoreError as exc:
@@ -370,18 +371,16 @@ def _load_bundle(bundle_json: str | bytes, source: str) -> Bundle:
         ) from None
 
 
-def _hashed(artifact: Path | bytes) -> Any:
-    import hashlib
-
+def _hashed(artifact_sha256: str) -> Any:
     from sigstore.hashes import Hashed
     from sigstore_models.common.v1 import HashAlgorithm
 
-    from custody.provenance.hashing import sha256_file
-
-    if isinstance(artifact, Path):
-        digest = bytes.fromhex(sha256_file(artifact, follow=True)[1])
-    else:
-        digest = hashlib.sha256(artifact).digest()
+    try:
+        digest = bytes.fromhex(artifact_sha256)
+    except ValueError:
+        digest = b""
+    if len(digest) != 32:
+        raise UsageError(f"not a SHA-256 hex digest: {artifact_sha256!r}")
     return Hashed(algorithm=HashAlgorithm.SHA2_256, digest=digest)
 
 
@@ -408,11 +407,12 @@ def verify_dsse(bundle_json: str | bytes, policy: IdentityPolicy,
     return SigstoreVerifier(policy, trust).verify_dsse(bundle_json, source=source)
 
 
-def verify_artifact(artifact: Path | bytes, bundle_json: str | bytes, policy: IdentityPolicy,
+def verify_artifact(artifact_sha256: str, bundle_json: str | bytes, policy: IdentityPolicy,
                     trust: SigstoreTrust | None = None, *, source: str = "bundle"
                     ) -> KeylessFacts:
-    """Verify a keyless message-signature bundle over ``artifact`` (``verify PATH --bundle``)."""
-    return SigstoreVerifier(policy, trust).verify_artifact(artifact, bundle_json, source=source)
+    """Verify a keyless message-signature bundle over the artifact of that SHA-256 (hex)."""
+    return SigstoreVerifier(policy, trust).verify_artifact(artifact_sha256, bundle_json,
+                                                           source=source)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -12,9 +12,10 @@ import pytest
 
 from custody.validators.dataset.compare import compare_datasets
 from custody.validators.dataset.drift import jensen_shannon, psi
+from custody.validators.dataset.fingerprint import schema_fingerprint
 from custody.validators.dataset.profile import DatasetProfile, profile_dataset
 from custody.validators.dataset.reader import open_source
-from custody.validators.dataset.schema import schema_fingerprint, type_change
+from custody.validators.dataset.schema import type_change
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_data"
 V1, V2 = SAMPLES / "dataset-v1.parquet", SAMPLES / "dataset-v2-poisoned.parquet"

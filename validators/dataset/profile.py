@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from custody.validators.dataset.fingerprint import describe_schema, fingerprint_of
 from custody.validators.dataset.reader import DataSource, open_source
 
 SAMPLE_ROWS = 65_536
@@ -304,8 +305,6 @@ class Profiler:
 def profile_batches(source: DataSource, batches: Iterable[pa.RecordBatch],
                     label: str | None = None, progress: Progress | None = None
                     ) -> DatasetProfile:
-    from custody.validators.dataset.schema import describe_schema, fingerprint_of
-
     profiler = Profiler(source.schema, label, expected_rows=source.num_rows)
     for batch in batches:
         profiler.update(batch)

@@ -22,9 +22,9 @@ from custody.validators.dataset import cells as cellrules
 from custody.validators.dataset import poison
 from custody.validators.dataset.drift import Tolerances
 from custody.validators.dataset.encode import FeaturePlan, LabelCodes, column_hash, row_hashes
+from custody.validators.dataset.fingerprint import describe_schema, fingerprint_of
 from custody.validators.dataset.profile import DatasetProfile, Profiler
 from custody.validators.dataset.reader import DataSource
-from custody.validators.dataset.schema import describe_schema, fingerprint_of
 from custody.validators.findings import Finding, Severity
 
 PARALLEL_RULES_MAX_ROWS = 2_000_000

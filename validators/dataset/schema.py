@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
+from custody.validators.dataset.drift import column_distance
 from custody.validators.dataset.profile import (
     CATEGORICAL,
     NUMERIC,
@@ -25,36 +21,6 @@ NEW_VALUE_SHARE = 0.005  # new values in an open vocabulary must reach this shar
 _INT_BITS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64,
              "uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64}
 _FLOAT_BITS = {"halffloat": 16, "float": 32, "double": 64}
-
-
-def canonical_type(typ: pa.DataType) -> str:
-    """The logical type name: string/large_string and dictionary<string> read alike."""
-    if pa.types.is_dictionary(typ):
-        return canonical_type(typ.value_type)
-    if pa.types.is_large_string(typ) or pa.types.is_string_view(typ):
-        return "string"
-    if pa.types.is_large_binary(typ) or pa.types.is_binary_view(typ):
-        return "binary"
-    if pa.types.is_large_list(typ):
-        return f"list<{canonical_type(typ.value_type)}>"
-    return str(typ)
-
-
-def describe_schema(schema: pa.Schema) -> list[dict[str, Any]]:
-    return [{"name": f.name, "type": canonical_type(f.type), "nullable": bool(f.nullable)}
-            for f in schema]
-
-
-def fingerprint_of(desc: list[dict[str, Any]]) -> str:
-    text = json.dumps(desc, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-
-
-def schema_fingerprint(path: Path) -> str:
-    """sha256 of the canonical schema (column order, logical types, nullability) of ``path``."""
-    from custody.validators.dataset.reader import open_source
-
-    return fingerprint_of(describe_schema(open_source(Path(path)).schema))
 
 
 def type_change(old: str, new: str) -> str:
@@ -92,8 +58,6 @@ def _rename_tolerance(a: ColumnProfile, b: ColumnProfile) -> float:
 
 def _profile_distance(a: ColumnProfile, b: ColumnProfile) -> float:
     """A small number when two columns hold the same data (for rename detection)."""
-    from custody.validators.dataset.drift import column_distance
-
     if a.kind != b.kind or abs(a.null_rate - b.null_rate) > RENAME_TOLERANCE:
         return float("inf")
     return column_distance(a, b)

@@ -22,9 +22,10 @@ import gc
 import lzma
 import struct
 import zlib
-from typing import TYPE_CHECKING
+from typing import BinaryIO, Protocol
 
 from custody.errors import PickleBreak
+from custody.validators.models.context import Budget
 from custody.validators.models.opcodes import BY_CODE, INLINE_BYTES
 from custody.validators.models.pickle_values import (
     CHECK_EVERY,
@@ -37,8 +38,20 @@ from custody.validators.models.pickle_values import (
     detached,
 )
 
-if TYPE_CHECKING:
-    from custody.validators.models.pickle_vm import PickleMachine
+
+class PickleMachine(Protocol):
+    """What the fast path needs of :class:`~custody.validators.models.pickle_vm.PickleMachine`
+    (a structural type, so that this module does not import the machine that imports it)."""
+
+    stream: BinaryIO
+    budget: Budget
+    size: int | None
+    stack: list[object]
+    metastack: list[list[object]]
+    memo: dict[int, object]
+    result: PickleResult
+
+    def step(self, code: int) -> None: ...
 
 FIRST_CHUNK = 1 << 16
 MAX_CHUNK = 1 << 22
