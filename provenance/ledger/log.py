@@ -3,7 +3,11 @@
 Every append runs inside the write transaction that holds the ledger's append lock:
 
 1. read the latest checkpoint row (tree size and the frontier of complete-subtree roots);
-2. refuse to go on if entries exist beyond it (someone wrote around the log);
+2. verify before extending: the head's note verifies under the ledger key the caller holds (the
+   pinned key, never one read from the database), its size and root equal the stored frontier's,
+   the frontier equals the stored Merkle nodes it is made of, and no entry exists beyond it
+   (someone wrote around the log); every ``FULL_CHECK_EVERY`` entries the root is recomputed
+   from every stored leaf hash too. A head that fails refuses the append (``append.*`` rules);
 3. add the new entries as leaves with gapless indices, store every complete subtree they finish;
 4. sign a checkpoint (C2SP tlog-checkpoint) for the new size with the ledger's Ed25519 key.
 
@@ -20,8 +24,13 @@ from datetime import datetime
 from sqlalchemy import Connection, and_, func, insert, or_
 from sqlmodel import Session, col, select
 
-from custody.errors import LedgerError
-from custody.provenance.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
+from custody.errors import AuditError, CheckpointError, LedgerError
+from custody.provenance.checkpoint import (
+    Checkpoint,
+    NoteSigner,
+    sign_checkpoint,
+    verify_checkpoint,
+)
 from custody.provenance.ledger.models import (
     CheckpointRow,
     LedgerEntry,
@@ -35,8 +44,10 @@ from custody.provenance.merkle import (
     ProofPlan,
     build_proof,
     consistency_plan,
+    frontier_nodes,
     inclusion_plan,
     leaf_hash,
+    root_of,
 )
 
 _ENTRIES = table_of(LedgerEntry)
@@ -46,6 +57,7 @@ _META = table_of(LedgerMeta)
 
 META_ORIGIN = "origin"
 META_VKEY = "checkpoint_vkey"
+FULL_CHECK_EVERY = 1024  # entries between two full recomputations of the head's root on append
 
 
 @dataclass(frozen=True)
@@ -107,21 +119,22 @@ def append_entries(
     The caller holds the append lock and has checked that ``signer`` is this ledger's key.
     """
     head = conn.execute(
-        select(_CHECKPOINTS.c.size, _CHECKPOINTS.c.frontier,
+        select(_CHECKPOINTS.c.size, _CHECKPOINTS.c.frontier, _CHECKPOINTS.c.note,
                select(func.max(_ENTRIES.c.idx)).scalar_subquery())
         .order_by(_CHECKPOINTS.c.size.desc()).limit(1)
     ).first()
     if head is None:
         raise LedgerError("the ledger has no checkpoint: it was not created by `custody init`",
                           hint="run `custody audit verify`")
-    size, frontier_text, beyond = int(head[0]), str(head[1]), head[2]
+    size, beyond = int(head[0]), head[3]
     if beyond is not None and beyond >= size:
-        raise LedgerError(
+        raise _refuse(
             f"the ledger holds entry {beyond}, beyond its latest signed checkpoint "
-            f"(size {size}): it was written around the log",
-            hint="run `custody audit verify`; do not append until it passes",
-        )
-    frontier = decode_frontier(size, frontier_text)
+            f"(size {size}): it was written around the log", "append.entries_beyond_head",
+            f"entry {beyond}")
+    frontier = _verified_frontier(conn, size, str(head[1]), str(head[2]), signer)
+    if size and (size + len(entries)) // FULL_CHECK_EVERY > size // FULL_CHECK_EVERY:
+        _check_all_leaves(conn, size, frontier.root())
     rows: list[dict[str, object]] = []
     nodes: list[dict[str, object]] = []
     for entry in entries:
@@ -135,6 +148,60 @@ def append_entries(
     conn.execute(insert(_NODES), nodes)
     conn.execute(insert(_CHECKPOINTS), _checkpoint_values(signer, frontier, now))
     return [int(str(r["idx"])) for r in rows]
+
+
+def _refuse(message: str, rule: str, subject: str) -> AuditError:
+    return AuditError(message, rule=rule, subject=subject,
+                      hint="nothing was appended; run `custody audit verify` and restore the "
+                      "ledger from a trusted copy before recording again")
+
+
+def _verified_frontier(conn: Connection, size: int, frontier_text: str, note: str,
+                       signer: NoteSigner) -> CompactRange:
+    """The head's frontier, once the head is shown to be a checkpoint this ledger's key signed
+    over exactly the stored tree: a planted head row (after entries were removed or rewritten
+    and the tree rebuilt) cannot carry a valid note for the rewritten root."""
+    subject = f"checkpoint {size}"
+    try:
+        signed = verify_checkpoint(note, signer.verifier(), origin=signer.name, subject=subject)
+    except CheckpointError as exc:
+        raise _refuse(f"the ledger's head checkpoint (size {size}) does not verify under the "
+                      f"ledger key: {exc.message}", "append.head_unverified", subject) from None
+    frontier = decode_frontier(size, frontier_text)
+    if signed.size != size:
+        raise _refuse(f"the ledger's head checkpoint row says size {size}, its signed note "
+                      f"size {signed.size}: the row was planted or edited",
+                      "append.head_mismatch", subject)
+    if signed.root != frontier.root():
+        raise _refuse(f"the stored frontier of the head checkpoint (size {size}) makes another "
+                      "root than its signed note: the tree was rewritten or the row edited",
+                      "append.head_mismatch", subject)
+    wanted = frontier_nodes(size)
+    if wanted:
+        stored = conn.execute(select(_NODES.c.level, _NODES.c.index, _NODES.c.hash).where(
+            or_(*(and_(_NODES.c.level == n.level, _NODES.c.index == n.index) for n in wanted))
+        )).all()
+        found = {NodeID(int(r[0]), int(r[1])): bytes(r[2]) for r in stored}
+        if [found.get(n) for n in wanted] != list(frontier.hashes):
+            raise _refuse(f"the stored Merkle nodes of the tree of size {size} differ from the "
+                          "head's signed frontier: the tree was rebuilt or edited",
+                          "append.tree_mismatch", subject)
+    return frontier
+
+
+def _check_all_leaves(conn: Connection, size: int, root: bytes) -> None:
+    """Recompute the head's root from every stored leaf hash (the periodic full check)."""
+    leaves = conn.execute(select(_ENTRIES.c.idx, _ENTRIES.c.leaf_hash)
+                          .order_by(_ENTRIES.c.idx)).all()
+    try:
+        gapless = [int(r[0]) for r in leaves] == list(range(size))
+        recomputed = root_of(bytes.fromhex(str(r[1])) for r in leaves) if gapless else b""
+    except ValueError:
+        recomputed = b""
+    if recomputed != root:
+        raise _refuse(f"the ledger's {len(leaves)} stored leaves do not make the signed head "
+                      f"of size {size}: entries were removed, reordered or edited",
+                      "append.leaves_mismatch", f"checkpoint {size}")
 
 
 def check_signer(session: Session, signer: NoteSigner) -> None:
