@@ -9,9 +9,12 @@ from typing import Annotated
 import typer
 
 from custody import _render as render
-from custody._cli_common import JsonOpt, current_workspace, read_bytes, want_json
+from custody._cli_common import JsonOpt, OutOpt, current_workspace, read_bytes, want_json
 
-audit_app = typer.Typer(help="Check the ledger's Merkle log, export checkpoints and receipts.",
+audit_app = typer.Typer(help="Check the ledger's Merkle log, export checkpoints and receipts."
+                        "\n\n\b\nExamples:\n"
+                        "  custody audit checkpoint --out checkpoint-2026-12.txt\n"
+                        "  custody audit verify --checkpoint checkpoint-2026-12.txt",
                         no_args_is_help=True, rich_markup_mode=None)
 
 
@@ -22,7 +25,13 @@ def audit_verify(
         "still extends it (repeatable).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Recompute every leaf and root, check every signature and checkpoint (exit 1 if tampered)."""
+    """Recompute every leaf and root, check every signature and checkpoint (exit 1 if tampered).
+
+    \b
+    Examples:
+      custody audit verify
+      custody audit verify --checkpoint checkpoint-2026-12.txt
+    """
     from custody.provenance.ledger.audit import audit_ledger
 
     ws = current_workspace()
@@ -47,11 +56,15 @@ def audit_verify(
 
 @audit_app.command("checkpoint")
 def audit_checkpoint(
-    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")
-                   ] = None,
+    out: OutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export the newest signed checkpoint (keep it: it lets you prove later rewrites)."""
+    """Export the newest signed checkpoint (keep it: it lets you prove later rewrites).
+
+    \b
+    Example:
+      custody audit checkpoint --out checkpoint-2026-12.txt
+    """
     from custody.provenance.output_file import OutputFile
 
     with OutputFile.prepare(out) if out is not None else nullcontext() as target:
@@ -74,11 +87,15 @@ def audit_checkpoint(
 @audit_app.command("prove")
 def audit_prove(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION, NAME (latest) or sha256:HEX.")],
-    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")
-                   ] = None,
+    out: OutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print an inclusion receipt for REF that `custody verify --receipt` checks offline."""
+    """Print an inclusion receipt for REF that `custody verify --receipt` checks offline.
+
+    \b
+    Example:
+      custody audit prove resnet@1 --out resnet.receipt
+    """
     from custody.provenance.output_file import OutputFile
     from custody.provenance.transparency import export_receipt
 

@@ -13,17 +13,29 @@ import typer
 
 from custody import __version__
 from custody import _render as render
-from custody._cli_common import JsonOpt, current_workspace, make_signer, parse_threshold, want_json
+from custody._cli_common import (
+    JsonOpt,
+    KeyOpt,
+    Threshold,
+    choice,
+    current_workspace,
+    make_signer,
+    one_of,
+    parse_threshold,
+    want_json,
+)
 from custody.errors import EXIT_REFUSED, UsageError
 
 dvc_app = typer.Typer(help="DVC pipelines: import dvc.lock as signed lineage, check tracked "
-                      "paths against their .dvc files.", no_args_is_help=True,
+                      "paths against their .dvc files.\n\n\b\nExamples:\n"
+                      "  custody dvc import dvc.lock --model-out 'models/*'\n"
+                      "  custody dvc status", no_args_is_help=True,
                       rich_markup_mode=None)
 
 
 @dvc_app.command("import")
 def dvc_import(
-    lockfile: Annotated[Path, typer.Argument(help="The DVC lock file (default: ./dvc.lock).")
+    lockfile: Annotated[Path, typer.Argument(help="The DVC lock file.")
                         ] = Path("dvc.lock"),
     model_outs: Annotated[list[str] | None, typer.Option(
         "--model-out", metavar="GLOB", help="Record outs matching GLOB as models, trained on "
@@ -31,19 +43,28 @@ def dvc_import(
     exclude: Annotated[list[str] | None, typer.Option(
         "--exclude", metavar="GLOB", help="Leave deps and outs matching GLOB out of the "
         "lineage, e.g. source code (repeatable).")] = None,
-    key: Annotated[Path | None, typer.Option("--key", help="EC private key (PEM).")] = None,
+    key: KeyOpt = None,
     sigstore: Annotated[bool, typer.Option(
         "--sigstore", help="Sign keylessly with Sigstore (needs the network).")] = False,
     staging: Annotated[bool, typer.Option("--staging", help="Use Sigstore staging.")] = False,
     identity_token: Annotated[str | None, typer.Option(
-        help="OIDC identity token for keyless signing.")] = None,
-    threshold: Annotated[str, typer.Option(help="Lowest severity that refuses.")] = "medium",
+        metavar="TOKEN", help="OIDC identity token for keyless signing.")] = None,
+    threshold: Annotated[Threshold, typer.Option(
+        "--threshold", metavar="SEVERITY",
+        parser=choice(Threshold, "severity", fold_case=True),
+        help=f"Lowest severity that refuses: {one_of(Threshold)}.")] = Threshold.MEDIUM,
     allow_flagged: Annotated[bool, typer.Option(
         "--allow-flagged", help="Record flagged artifacts as flagged instead of stopping.")
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Record every stage of LOCKFILE (deps → outs, with command and params) as lineage."""
+    """Record every stage of LOCKFILE (deps → outs, with command and params) as lineage.
+
+    \b
+    Examples:
+      custody dvc import
+      custody dvc import dvc.lock --model-out 'models/*' --exclude 'src/*'
+    """
     from custody.provenance.dvc import import_dvc_lock
 
     ws = current_workspace()
@@ -79,7 +100,13 @@ def dvc_status(
     path: Annotated[Path, typer.Argument(help="A folder inside the DVC repository.")] = Path(),
     as_json: JsonOpt = False,
 ) -> None:
-    """Check every DVC-tracked path against its .dvc file or dvc.lock (exit 1 if one differs)."""
+    """Check every DVC-tracked path against its .dvc file or dvc.lock (exit 1 if one differs).
+
+    \b
+    Examples:
+      custody dvc status
+      custody dvc status data --json
+    """
     from custody.provenance.dvc import check_out, find_repo_root, iter_tracked
     from custody.provenance.dvc.hashing import IgnoreRules
 

@@ -11,32 +11,55 @@ from typing import Annotated
 import typer
 
 from custody import _render as render
-from custody._cli_common import STATE, JsonOpt, current_workspace, want_json
+from custody._cli_common import (
+    STATE,
+    JsonOpt,
+    RoleOpt,
+    current_workspace,
+    use_custody_help,
+    want_json,
+)
 from custody.errors import EXIT_ERROR, EXIT_OK, CustodyError, UsageError
 
-token_app = typer.Typer(help="Create and list the service's bearer tokens.",
-                        no_args_is_help=True, rich_markup_mode=None)
+token_app = typer.Typer(
+    help="Create, list and revoke the bearer tokens that `custody serve` accepts. They live in "
+    "the ledger database (as their SHA-256 only), so every replica of the service sees them at "
+    "once; a token's role says what it may do.\n\n"
+    "\b\nExamples:\n"
+    "  custody token create --role publisher --label ci\n"
+    "  custody token list\n"
+    "  custody token revoke 3",
+    no_args_is_help=True, rich_markup_mode=None)
 
 
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)] = 8471,
+    host: Annotated[str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT", help="TCP port.", min=1,
+                                      max=65535)] = 8471,
     ledger: Annotated[str | None, typer.Option(
         "--ledger", metavar="URL", help="Ledger database URL or path (else the global --ledger, "
         "$CUSTODY_LEDGER, or the nearest .custody/).")] = None,
     policy: Annotated[Path | None, typer.Option(
         "--policy", metavar="FILE", help="Verification policy file (else .custody/policy.toml, "
         "else the workspace's trusted keys).")] = None,
-    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="PEM certificate chain "
-                                                  "(serve HTTPS).")] = None,
-    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key.")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, max=64,
+    tls_cert: Annotated[Path | None, typer.Option(
+        "--tls-cert", metavar="PEM", help="PEM certificate chain (serve HTTPS).")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", metavar="PEM",
+                                                 help="PEM private key.")] = None,
+    workers: Annotated[int, typer.Option("--workers", metavar="N", min=1, max=64,
                                          help="Worker processes.")] = 1,
     max_body: Annotated[int | None, typer.Option(
         "--max-body", metavar="BYTES", help="Largest request body accepted (default 16 MiB).")
     ] = None,
 ) -> None:
-    """Run the HTTP API (FastAPI on uvicorn): verify, records, lineage, proofs, admission."""
+    """Run the HTTP API (FastAPI on uvicorn): verify, records, lineage, proofs, admission.
+
+    \b
+    Examples:
+      custody serve
+      custody serve --host 0.0.0.0 --port 8443 --tls-cert cert.pem --tls-key key.pem
+    """
     if (tls_cert is None) != (tls_key is None):
         raise UsageError("give --tls-cert and --tls-key together")
     for path in (tls_cert, tls_key, policy):
@@ -64,16 +87,23 @@ def serve(
 
 @token_app.command("create")
 def token_create(
-    role: Annotated[str, typer.Option("--role", help="reader, auditor, publisher or admin.")],
-    label: Annotated[str, typer.Option("--label", help="Who or what holds it.")] = "",
+    role: RoleOpt,
+    label: Annotated[str, typer.Option("--label", metavar="TEXT",
+                                       help="Who or what holds it.")] = "",
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a bearer token; it is printed once and stored only as its SHA-256."""
+    """Create a bearer token; it is printed once and stored only as its SHA-256.
+
+    \b
+    Examples:
+      custody token create --role reader --label dashboard
+      custody token create --role admin --json
+    """
     from custody.provenance.service.tokens import create_token
 
     ledger = current_workspace().open_ledger()
     try:
-        token, info = create_token(ledger.engine, role, label)
+        token, info = create_token(ledger.engine, role.value, label)
     finally:
         ledger.close()
     if want_json(as_json):
@@ -85,7 +115,12 @@ def token_create(
 
 @token_app.command("list")
 def token_list(as_json: JsonOpt = False) -> None:
-    """List tokens (id, role, label, created, revoked); never the tokens themselves."""
+    """List tokens (id, role, label, created, revoked); never the tokens themselves.
+
+    \b
+    Example:
+      custody token list --json
+    """
     from custody.provenance.service.tokens import list_tokens
 
     ledger = current_workspace().open_ledger()
@@ -104,10 +139,16 @@ def token_list(as_json: JsonOpt = False) -> None:
 
 @token_app.command("revoke")
 def token_revoke(
-    token_id: Annotated[int, typer.Argument(help="The token's id.")],
+    token_id: Annotated[int, typer.Argument(metavar="ID", help="The token's id (`custody token "
+                                            "list`).")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Revoke a token by id (it stops working at once)."""
+    """Revoke a token by id (it stops working at once).
+
+    \b
+    Example:
+      custody token revoke 3
+    """
     from custody.provenance.service.tokens import revoke_token
 
     ledger = current_workspace().open_ledger()
@@ -127,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                       pretty_exceptions_enable=False, rich_markup_mode=None)
     app.command("serve")(serve)
     app.add_typer(token_app, name="token")
+    use_custody_help(app)
     try:
         app(args=argv, prog_name="custody")
     except SystemExit as exc:

@@ -18,20 +18,31 @@ from custody import _render as render
 from custody._cli_audit import audit_app
 from custody._cli_common import (
     STATE,
-    BaselineOpt,
+    Activity,
+    ActivityOpt,
     IdOpt,
     JsonOpt,
+    KeyOpt,
+    KindOpt,
     LabelOpt,
+    OutOpt,
+    RecordBaselineOpt,
+    ScanBaselineOpt,
     SymlinkOpt,
+    Threshold,
+    ThresholdOpt,
     build_policy,
+    choice,
     current_workspace,
     make_signer,
+    one_of,
     open_workspace_ledger,
     optional_workspace,
     parse_threshold,
     read_bytes,
     read_text,
     size_hint,
+    use_custody_help,
     want_json,
 )
 from custody._cli_dvc import dvc_app
@@ -46,7 +57,13 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="custody",
-    help="Hash, scan, sign, record and verify ML datasets and model files.",
+    help="Hash, scan, sign, record and verify ML datasets and model files.\n\n"
+    "Exit codes: 0 ok, 1 refused, 2 usage or operational error.\n\n"
+    "\b\nExamples:\n"
+    "  custody init\n"
+    "  custody record data/train.parquet --name train --kind dataset\n"
+    "  custody verify data/train.parquet\n"
+    "  custody --ledger postgresql://custody@db/custody list",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -56,6 +73,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(dvc_app, name="dvc")
 app.add_typer(token_app, name="token")
 app.command("serve")(serve_cmd)
+
 
 def _print_version(value: bool) -> None:
     if value:
@@ -84,10 +102,17 @@ def _global(
 def init(
     ledger: Annotated[str | None, typer.Option("--ledger", metavar="URL",
                                                help="Use this database instead of SQLite.")] = None,
-    directory: Annotated[Path, typer.Option("--dir", help="Where to create .custody/.")] = Path(),
+    directory: Annotated[Path, typer.Option("--dir", metavar="DIR",
+                                            help="Where to create .custody/.")] = Path(),
     as_json: JsonOpt = False,
 ) -> None:
-    """Create .custody/ here: config, signing key and ledger (SQLite unless --ledger)."""
+    """Create .custody/ here: config, signing key and ledger (SQLite unless --ledger).
+
+    \b
+    Examples:
+      custody init
+      custody init --dir project --ledger postgresql://custody@db/custody
+    """
     from custody.provenance.ledger.engine import redact
     from custody.provenance.workspace import init_workspace
 
@@ -109,7 +134,12 @@ def keygen(
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Generate an EC P-256 signing key pair."""
+    """Generate an EC P-256 signing key pair.
+
+    \b
+    Example:
+      custody keygen --out keys/release
+    """
     from custody.signing.keys import generate_key_pair, key_hint, load_public_key
 
     key_path, pub_path = generate_key_pair(out, overwrite=force)
@@ -128,7 +158,13 @@ def hash_cmd(
     allow_symlinks: SymlinkOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print the manifest of PATH: per-file relpath, size, sha256, and the root digest."""
+    """Print the manifest of PATH: per-file relpath, size, sha256, and the root digest.
+
+    \b
+    Examples:
+      custody hash models/resnet
+      custody hash data/train.parquet --json
+    """
     from custody.provenance.hashing import hash_path
 
     with render.progress("hashing", size_hint(path), enabled=not want_json(as_json)) as tick:
@@ -142,14 +178,13 @@ def hash_cmd(
 @app.command()
 def scan(
     path: Annotated[Path, typer.Argument(help="A file or directory to scan.")],
-    threshold: Annotated[str | None, typer.Option(
-        help="Lowest severity that refuses (default: the policy's, else medium).")] = None,
+    threshold: ThresholdOpt = None,
     policy_file: Annotated[Path | None, typer.Option(
         "--policy", metavar="FILE", help="Policy file: threshold and allowed pickle globals.")
     ] = None,
     sarif: Annotated[Path | None, typer.Option(
         "--sarif", metavar="FILE", help="Also write the findings as SARIF 2.1.0.")] = None,
-    baseline: BaselineOpt = None,
+    baseline: ScanBaselineOpt = None,
     label: LabelOpt = None,
     id_column: IdOpt = None,
     allow_symlinks: SymlinkOpt = False,
@@ -157,7 +192,14 @@ def scan(
 ) -> None:
     """Scan PATH for dangerous content without loading it (exit 1 on a finding).
 
-    With --baseline, PATH is a dataset snapshot compared with a baseline as well."""
+    With --baseline (or --label, --id), PATH is a table whose rows are checked as well.
+
+    \b
+    Examples:
+      custody scan models/model.pkl
+      custody scan models --threshold high --sarif scan.sarif
+      custody scan data/new.parquet --baseline train@1
+    """
     from custody.provenance.hashing import iter_files
     from custody.validators.interface import ScanOptions
     from custody.validators.scan import scan_files
@@ -212,14 +254,14 @@ def scan(
 @app.command("record")
 def record_cmd(
     path: Annotated[Path, typer.Argument(help="The dataset or model file or directory.")],
-    name: Annotated[str, typer.Option("--name", help="Artifact name; versions are 1, 2, 3...")],
-    kind: Annotated[str, typer.Option("--kind", help="dataset or model.")],
+    name: Annotated[str, typer.Option("--name", metavar="NAME",
+                                      help="Artifact name; versions are 1, 2, 3...")],
+    kind: KindOpt,
     inputs: Annotated[list[str] | None, typer.Option(
         "--input", metavar="REF", help="Input it was made from: NAME@VERSION, NAME or "
         "sha256:HEX (repeatable).")] = None,
-    activity: Annotated[str, typer.Option(
-        help="trained_on, derived_from, evaluated_on or converted_from.")] = "trained_on",
-    key: Annotated[Path | None, typer.Option("--key", help="EC private key (PEM).")] = None,
+    activity: ActivityOpt = Activity.TRAINED_ON,
+    key: KeyOpt = None,
     cert: Annotated[Path | None, typer.Option(
         "--cert", metavar="PEM", help="Sign with --key and this X.509 certificate.")] = None,
     cert_chain: Annotated[list[Path] | None, typer.Option(
@@ -229,25 +271,29 @@ def record_cmd(
     ] = False,
     staging: Annotated[bool, typer.Option("--staging", help="Use Sigstore staging.")] = False,
     trust_config: Annotated[Path | None, typer.Option(
-        help="Sigstore ClientTrustConfig JSON (a private instance).")] = None,
+        metavar="FILE", help="Sigstore ClientTrustConfig JSON (a private instance).")] = None,
     identity_token: Annotated[str | None, typer.Option(
-        help="OIDC identity token for keyless signing (else ambient CI credentials, else a "
-        "browser flow).")] = None,
-    threshold: Annotated[str | None, typer.Option(
-        help="Lowest severity that refuses (default: medium for models, high for datasets).")
-    ] = None,
+        metavar="TOKEN", help="OIDC identity token for keyless signing (else ambient CI "
+        "credentials, else a browser flow).")] = None,
+    threshold: Annotated[Threshold | None, typer.Option(
+        "--threshold", metavar="SEVERITY",
+        parser=choice(Threshold, "severity", fold_case=True),
+        help=f"Lowest severity that refuses: {one_of(Threshold)} (default: medium for models, "
+        "high for datasets).")] = None,
     allow_flagged: Annotated[bool, typer.Option(
         "--allow-flagged", help="Record even if the scan flags it (verify will refuse it).")
     ] = False,
-    baseline: BaselineOpt = None,
+    baseline: RecordBaselineOpt = None,
     label: LabelOpt = None,
     id_column: IdOpt = None,
     oms: Annotated[bool, typer.Option(
         "--oms/--no-oms", help="Models: also sign in OpenSSF Model Signing form.")] = True,
     bundle_out: Annotated[Path | None, typer.Option(
-        "--bundle-out", help="Also write the Sigstore bundle to this sidecar file.")] = None,
+        "--bundle-out", metavar="FILE", help="Also write the Sigstore bundle to this sidecar "
+        "file.")] = None,
     oms_out: Annotated[Path | None, typer.Option(
-        "--oms-out", help="Models: also write the OMS signature (model.sig) here.")] = None,
+        "--oms-out", metavar="FILE", help="Models: also write the OMS signature (model.sig) "
+        "here.")] = None,
     allow_symlinks: SymlinkOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -255,7 +301,14 @@ def record_cmd(
 
     Every output is validated before anything else, written under the append lock and renamed
     into place after the commit (see custody.provenance.record): a bad --bundle-out or
-    --oms-out exits 2 with nothing appended."""
+    --oms-out exits 2 with nothing appended.
+
+    \b
+    Examples:
+      custody record data/train.parquet --name train --kind dataset
+      custody record models/resnet --name resnet --kind model --input train@1
+      custody record models/resnet --name resnet --kind model --sigstore --bundle-out rn.sigstore
+    """
     from contextlib import ExitStack
 
     from custody.provenance.output_file import OutputFile, check_distinct
@@ -288,13 +341,13 @@ def record_cmd(
         try:
             with render.progress("hashing", size_hint(path),
                                  enabled=not want_json(as_json)) as tick:
-                result = record(path, name=name, kind=kind, ledger=ledger, signer=signer,
-                                inputs=inputs or [], activity=activity,
+                result = record(path, name=name, kind=kind.value, ledger=ledger, signer=signer,
+                                inputs=inputs or [], activity=activity.value,
                                 threshold=parse_threshold(threshold) if threshold else None,
                                 allow_flagged=allow_flagged, allow_symlinks=allow_symlinks,
                                 oms=oms, progress=tick, tool_version=__version__,
                                 dataset=DatasetOptions(baseline, label, id_column),
-                                on_signed=write_outputs)
+                                on_signed=write_outputs, scan_options=ws.scan_options())
         finally:
             ledger.close()
         for written in (bundle_file, oms_file):
@@ -323,30 +376,34 @@ def _commit_output(output: OutputFile, ref: str) -> None:
 def verify_cmd(
     path: Annotated[Path | None, typer.Argument(
         help="The file or directory about to be used (or --dvc-stage).")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Expected artifact name.")] = None,
+    name: Annotated[str | None, typer.Option("--name", metavar="NAME",
+                                             help="Expected artifact name.")] = None,
     keys: Annotated[list[Path] | None, typer.Option(
         "--key", metavar="PUB", help="Trusted public key (repeatable; default: the workspace's "
         "trusted_keys).")] = None,
     identity: Annotated[str | None, typer.Option(
-        help="Trusted Sigstore keyless identity (certificate SAN), exact.")] = None,
+        metavar="IDENTITY", help="Trusted Sigstore keyless identity (certificate SAN), exact.")
+    ] = None,
     identity_regexp: Annotated[str | None, typer.Option(
-        help="Trusted keyless identity as a regular expression (full match).")] = None,
+        metavar="REGEX", help="Trusted keyless identity as a regular expression (full match).")
+    ] = None,
     issuer: Annotated[str | None, typer.Option(
-        help="OIDC issuer of the keyless identity, exact (required with --identity*).")] = None,
+        metavar="URL", help="OIDC issuer of the keyless identity, exact (required with "
+        "--identity*).")] = None,
     ca_certs: Annotated[list[Path] | None, typer.Option(
         "--ca-cert", metavar="PEM", help="Trusted CA root for certificate-chain signatures.")
     ] = None,
     trusted_root: Annotated[Path | None, typer.Option(
-        help="Pinned Sigstore trusted_root.json (fully offline).")] = None,
+        metavar="FILE", help="Pinned Sigstore trusted_root.json (fully offline).")] = None,
     staging: Annotated[bool, typer.Option(
         "--staging", help="Trust Sigstore staging instead of production (TUF, online).")
     ] = False,
     bundle: Annotated[Path | None, typer.Option(
-        "--bundle", help="Verify against this signature (Sigstore bundle, model.sig) instead "
-        "of the ledger.")] = None,
+        "--bundle", metavar="FILE", help="Verify against this signature (Sigstore bundle, "
+        "model.sig) instead of the ledger.")] = None,
     receipt: Annotated[Path | None, typer.Option(
-        "--receipt", help="Verify offline against an inclusion receipt (`custody audit prove`)."
-    )] = None,
+        "--receipt", metavar="FILE", help="Verify offline against an inclusion receipt "
+        "(`custody audit prove`).")] = None,
     ledger_vkey: Annotated[str | None, typer.Option(
         "--ledger-vkey", metavar="VKEY", help="The ledger's checkpoint key (default: the "
         "workspace's ledger_vkey).")] = None,
@@ -357,12 +414,18 @@ def verify_cmd(
     policy_file: Annotated[Path | None, typer.Option(
         "--policy", metavar="FILE", help="Policy file (default: .custody/policy.toml if it "
         "exists).")] = None,
-    threshold: Annotated[str | None, typer.Option(
-        help="Lowest severity that refuses (default: the policy's, else medium).")] = None,
+    threshold: ThresholdOpt = None,
     allow_symlinks: SymlinkOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-hash PATH and check its record, signature, scan and upstream chain (exit 1 refused)."""
+    """Re-hash PATH and check its record, signature, scan and upstream chain (exit 1 refused).
+
+    \b
+    Examples:
+      custody verify models/resnet
+      custody verify models/resnet --bundle rn.sigstore --key keys/release.pub
+      custody verify --dvc-stage train
+    """
     from custody.provenance.checkpoint import NoteVerifier
 
     if bundle is not None and receipt is not None:
@@ -380,7 +443,8 @@ def verify_cmd(
     policy = build_policy(
         keys=keys or [], identity=identity, identity_regexp=identity_regexp, issuer=issuer,
         ca_certs=ca_certs or [], trusted_root=trusted_root, staging=staging,
-        threshold=threshold, policy_file=policy_file, workspace=None if explicit else ws)
+        threshold=threshold.value if threshold else None, policy_file=policy_file,
+        workspace=None if explicit else ws)
     pinned = NoteVerifier.from_vkey(ledger_vkey) if ledger_vkey else (
         ws.ledger_verifier() if ws else None)
     if dvc_stage is not None:
@@ -441,16 +505,24 @@ def lineage_cmd(
     upstream: Annotated[bool, typer.Option(
         "--upstream/--downstream", help="Walk inputs (default) or what was made from it.")
     ] = True,
-    depth: Annotated[int, typer.Option(min=1, max=1000, help="Maximum hops.")] = 10,
+    depth: Annotated[int, typer.Option(metavar="N", min=1, max=1000, help="Maximum hops.")
+                     ] = 10,
     fmt: Annotated[render.LineageFormat | None, typer.Option(
-        "--format", help="Output format (default: table; json with --json). --json combines "
-        "only with the JSON formats: --json --format dot is a usage error.")] = None,
+        "--format", metavar="FORMAT", help=f"{one_of(render.LineageFormat)} (default: table; "
+        "json with --json). --json combines only with the JSON formats: --json --format dot is "
+        "a usage error.")] = None,
     as_of: Annotated[int | None, typer.Option(
         "--as-of", metavar="CHECKPOINT_SIZE", min=0,
         help="The graph as it was at that checkpoint (entries below that index).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show what REF was made from (upstream) or what was made from it (downstream)."""
+    """Show what REF was made from (upstream) or what was made from it (downstream).
+
+    \b
+    Examples:
+      custody lineage resnet@1
+      custody lineage train@1 --downstream --format dot
+    """
     from custody.provenance.lineage import lineage
 
     fmt = render.lineage_format(fmt, as_json=want_json(as_json))
@@ -467,7 +539,13 @@ def list_cmd(
     name: Annotated[str | None, typer.Argument(help="Only versions of this artifact.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List recorded artifact versions."""
+    """List recorded artifact versions.
+
+    \b
+    Examples:
+      custody list
+      custody list resnet --json
+    """
     ledger = open_workspace_ledger(current_workspace())
     try:
         rows = ledger.list_versions(name)
@@ -494,13 +572,18 @@ def list_cmd(
 @app.command("bundle")
 def bundle_cmd(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION, NAME (latest) or sha256:HEX.")],
-    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")
-                   ] = None,
+    out: OutOpt = None,
     oms: Annotated[bool, typer.Option(
         "--oms", help="The OpenSSF Model Signing signature (model.sig) instead.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export the Sigstore bundle recorded for REF (a sidecar for `verify --bundle`)."""
+    """Export the Sigstore bundle recorded for REF (a sidecar for `verify --bundle`).
+
+    \b
+    Examples:
+      custody bundle resnet@1 --out resnet.sigstore
+      custody bundle resnet --oms --out model.sig
+    """
     from custody.provenance.output_file import OutputFile
 
     with OutputFile.prepare(out) if out is not None else nullcontext() as target:
@@ -527,10 +610,16 @@ def bundle_cmd(
 
 @app.command()
 def quickstart(
-    directory: Annotated[Path, typer.Option("--dir", help="Folder to work in.")] = Path(),
+    directory: Annotated[Path, typer.Option("--dir", metavar="DIR", help="Folder to work in.")
+                         ] = Path(),
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the whole flow on the bundled sample data: record, verify, lineage, refusals."""
+    """Run the whole flow on the bundled sample data: record, verify, lineage, refusals.
+
+    \b
+    Example:
+      custody quickstart --dir /tmp/custody-demo
+    """
     from custody.provenance.quickstart import run_quickstart
 
     console = render.err()
@@ -567,11 +656,17 @@ def quickstart(
 @app.command()
 def revoke(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION, NAME (latest) or sha256:HEX.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why: recorded and shown to users.")],
-    key: Annotated[Path | None, typer.Option("--key", help="EC private key (PEM).")] = None,
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT",
+                                        help="Why: recorded and shown to users.")],
+    key: KeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Append a signed revocation: verify refuses REF and everything made from it."""
+    """Append a signed revocation: verify refuses REF and everything made from it.
+
+    \b
+    Example:
+      custody revoke train@2 --reason "label leakage found in rows 1200-1300"
+    """
     from custody.provenance.revocation import revoke as do_revoke
 
     ws = current_workspace()
@@ -590,7 +685,8 @@ def revoke(
                            f"`custody lineage {render.esc(result.target.ref)} --downstream`[/]")
 
 
-policy_app = typer.Typer(help="Validate verification policy files.", no_args_is_help=True,
+policy_app = typer.Typer(help="Validate verification policy files.\n\n\b\nExample:\n"
+                         "  custody policy check .custody/policy.toml", no_args_is_help=True,
                          rich_markup_mode=None)
 app.add_typer(policy_app, name="policy")
 
@@ -600,7 +696,12 @@ def policy_check(
     path: Annotated[Path, typer.Argument(help="The policy file (TOML).")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Validate a policy file: unknown keys, wrong types and missing files are errors."""
+    """Validate a policy file: unknown keys, wrong types and missing files are errors.
+
+    \b
+    Example:
+      custody policy check .custody/policy.toml
+    """
     from custody.provenance.policy_file import load_policy
 
     policy = load_policy(path)
@@ -626,7 +727,12 @@ def policy_check(
 
 @app.command()
 def migrate(as_json: JsonOpt = False) -> None:
-    """Upgrade the ledger's schema to this version of Custody (Alembic; back up first)."""
+    """Upgrade the ledger's schema to this version of Custody (Alembic; back up first).
+
+    \b
+    Example:
+      custody --ledger postgresql://custody@db/custody migrate
+    """
     from custody.provenance.ledger.engine import make_engine, redact
     from custody.provenance.ledger.migrate import current_revision, head_revision, upgrade
 
@@ -666,6 +772,7 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
+use_custody_help(app)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
