@@ -3,7 +3,7 @@
 docs/design.md is the project's map: every path it names (backticked in the prose, or an entry
 of the layout tree, whose indented entries live in the folder above them) must exist. README.md
 and docs/*.md name repository paths in backticks too (``provenance/record.py``,
-``tests/test_ledger_log.py::test_name``, ``tests/test_dvc_*.py``, ``.ci/run``,
+``tests/test_ledger_log.py::test_name`` (the test must exist), ``tests/test_dvc_*.py``, ``.ci/run``,
 ``tests/ledger_helpers.append_one`` for a function of a module): those that start with one of the
 repository's top-level folders must exist (a ``*`` must match something).
 """
@@ -67,9 +67,10 @@ def cited_paths() -> list[tuple[str, str]]:
     found = []
     for doc in DOCS:
         for token in _TICKED.findall(_prose(doc.read_text(encoding="utf-8"))):
-            path = token.split("::", 1)[0]
+            path, _, test = token.partition("::")
             if path.startswith(ROOTS) and _PATHLIKE.fullmatch(path):
-                found.append((str(doc.relative_to(REPO)), path))
+                found.append((str(doc.relative_to(REPO)), f"{path.removesuffix('.py')}.{test}"
+                              if test else path))
     return found
 
 
@@ -113,3 +114,4 @@ def test_tree_entries_live_in_their_folder() -> None:
     assert _exists("tests/test_dvc_*.py") and not _exists("tests/test_nothing_*.py")
     assert _exists("tests/ledger_helpers.append_one")
     assert not _exists("tests/ledger_helpers.no_such_function")
+    assert _exists("tests/test_design_map.test_tree_entries_live_in_their_folder")
