@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from custody.errors import ScanRefusedError, UsageError
+from custody.errors import ScanRefusedError, UsageError, VerificationError
 from custody.provenance.attestation import RecordedInput, build_statement
+from custody.provenance.chain import ChainWalker, UpstreamFlag
 from custody.provenance.datasets import assess_dataset, merge
 from custody.provenance.dvc import DvcInfo, check_dvc_workspace
 from custody.provenance.hashing import ProgressCallback, hash_path
@@ -103,6 +104,7 @@ def record(
     activity_details: Mapping[str, Any] | None = None,
     dataset: DatasetOptions | None = None,
     on_signed: Callable[[str, str | None], None] | None = None,
+    scan_options: ScanOptions | None = None,
 ) -> RecordResult:
     """Record one artifact version; raise before writing anything if a step fails.
 
@@ -114,6 +116,13 @@ def record(
 
     ``on_signed(bundle, oms_bundle)`` runs under the append lock once the record is signed and
     before it is committed: if it raises, nothing is appended (see the module docstring).
+
+    An input that is revoked or flagged, or made from one (anything upstream), refuses with
+    ``record.input_revoked``; with ``allow_flagged`` it is recorded, and its signed scan summary
+    is marked flagged with the ``upstream_flag`` (so verify and lineage refuse it). The chain is
+    walked by :class:`~custody.provenance.chain.ChainWalker` in flags-only mode, before hashing.
+    ``scan_options`` carry the policy's allowed pickle globals
+    (:meth:`custody.provenance.workspace.Workspace.scan_options`).
     """
     check_name(name)
     if kind not in KINDS:
@@ -125,12 +134,14 @@ def record(
     links = [InputLink(version=ledger.resolve(ref), activity=activity) for ref in inputs]
     if len({link.version.id for link in links}) != len(links):
         raise UsageError("the same input is given twice", hint="list each --input once")
+    upstream_flag = check_inputs(ledger, [link.version for link in links],
+                                 allow_flagged=allow_flagged)
     if dvc is None:  # raises dvc.workspace_mismatch if DVC tracks it and the bytes differ
         dvc = check_dvc_workspace(path)
     if threshold is None:
         threshold = DEFAULT_THRESHOLDS[kind]
     manifest = hash_path(path, allow_symlinks=allow_symlinks, progress=progress)
-    report = scan_manifest(path, manifest, threshold=threshold)
+    report = scan_manifest(path, manifest, threshold=threshold, options=scan_options)
     assessment = None
     if kind == "dataset":
         options = dataset or DatasetOptions()
@@ -160,6 +171,10 @@ def record(
         )
         for link in links
     ]
+    summary, scan_json = report.summary(), report.to_json()
+    if upstream_flag is not None:
+        marker = {"verdict": "flagged", "upstream_flag": upstream_flag.to_json()}
+        summary, scan_json = {**summary, **marker}, {**scan_json, **marker}
     bundles: list[str] = []
     oms_bundle = None
     if oms and kind == "model":
@@ -173,7 +188,7 @@ def record(
             version=version,
             manifest=manifest,
             inputs=recorded_inputs,
-            scan_summary=report.summary(),
+            scan_summary=summary,
             recorded_at=datetime.now(UTC),
             tool_version=tool_version,
             dvc=dvc.to_json() if dvc is not None else None,
@@ -188,7 +203,7 @@ def record(
             statement=statement,
             bundle=bundle,
             signer=signer.identity,
-            scan_report=report.to_json(),
+            scan_report=scan_json,
             signer_key=signer.public_key_pem,
             oms_bundle=oms_bundle,
             keyless=_keyless_facts(bundle),
@@ -201,6 +216,30 @@ def record(
     )
     return RecordResult(version=version, manifest=manifest, scan=report, bundle=bundles[-1],
                         oms_bundle=oms_bundle)
+
+
+def check_inputs(ledger: Ledger, inputs: list[ArtifactVersionPublic], *,
+                 allow_flagged: bool) -> UpstreamFlag | None:
+    """Refuse inputs that are, or come from, a revoked or flagged version (the flag, with
+    ``allow_flagged``); the walk is verify's, on the signed log, signer trust aside."""
+    from custody.provenance.transparency import InclusionChecker
+
+    if not inputs:
+        return None
+    walker = ChainWalker(ledger, None, InclusionChecker(ledger, None))
+    flag = walker.first_flag(inputs)
+    if flag is None or allow_flagged:
+        return flag
+    what = "revoked" if flag.revoked else "flagged"
+    via = "" if flag.depth == 1 else f" (upstream of an input, depth {flag.depth})"
+    raise VerificationError(
+        f"not recorded: input {flag.ref}{via} is {what}: {flag.reason}",
+        rule="record.input_revoked",
+        hint="record from a version that is not revoked or flagged (see `custody lineage "
+        f"{flag.ref} --downstream`), or pass --allow-flagged to record it as flagged (verify "
+        "will then refuse it and everything made from it)",
+        subject=flag.ref,
+    )
 
 
 def _keyless_facts(bundle: str) -> dict[str, object] | None:

@@ -174,9 +174,10 @@ def test_chain_with_flagged_dataset_refused(ws, cli, make_file, depth) -> None: 
         cwd=ws.root).expect(0)
     prev = "s0"
     for i in range(1, depth):
-        _rec(ws, cli, make_file, f"s{i}", "dataset", f"stage {i}".encode(), "--input", prev)
+        _rec(ws, cli, make_file, f"s{i}", "dataset", f"stage {i}".encode(), "--input", prev,
+             "--allow-flagged")  # record refuses a flagged input without it
         prev = f"s{i}"
-    model = _rec(ws, cli, make_file, "model", "model", b"m", "--input", prev)
+    model = _rec(ws, cli, make_file, "model", "model", b"m", "--input", prev, "--allow-flagged")
     cli("verify", model, cwd=ws.root).expect(1, "chain.flagged", "s0@1", f"depth {depth}")
 
 

@@ -235,7 +235,10 @@ def test_upstream_flagged_refused(ws, cli, make_file) -> None:  # type: ignore[n
     cli("record", bad, "--name", "bad", "--kind", "dataset", "--allow-flagged",
         cwd=ws.root).expect(0)
     m = make_file(ws.root / "m.bin", b"model")
-    cli("record", m, "--name", "m", "--kind", "model", "--input", "bad", cwd=ws.root).expect(0)
+    cli("record", m, "--name", "m", "--kind", "model", "--input", "bad", cwd=ws.root).expect(
+        1, "record.input_revoked", "bad@1")  # see tests/test_record_inputs.py
+    cli("record", m, "--name", "m", "--kind", "model", "--input", "bad", "--allow-flagged",
+        cwd=ws.root).expect(0)
     cli("verify", m, cwd=ws.root).expect(1, "chain.flagged", "bad@1")
     cli("verify", bad, cwd=ws.root).expect(1, "scan.flagged")
 

@@ -32,7 +32,7 @@ def recorded(ws, cli, make_file) -> Any:  # type: ignore[no-untyped-def]
     cli("record", SAMPLES / "malicious.pkl", "--name", "evil", "--kind", "dataset",
         "--allow-flagged", cwd=ws.root).expect(0)
     cli("record", make_file(ws.root / "clf.bin", b"clf <script>alert(1)</script>"), "--name",
-        "clf", "--kind", "model", "--input", "base@1", "--input", "evil@1",
+        "clf", "--kind", "model", "--input", "base@1", "--input", "evil@1", "--allow-flagged",
         cwd=ws.root).expect(0)
     return ws
 
