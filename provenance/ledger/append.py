@@ -30,7 +30,7 @@ from custody.provenance.ledger.models import (
     to_utc,
 )
 from custody.provenance.manifest import Manifest
-from custody.signing.statement import canonical_json
+from custody.signing.statement import Statement, canonical_json
 
 _ARTIFACTS = table_of(Artifact)
 _VERSIONS = table_of(ArtifactVersion)
@@ -103,7 +103,7 @@ def append_version(
         "signer": signed.signer,
         "scan_verdict": str(signed.scan_report.get("verdict", "error")),
         "scan_max_severity": signed.scan_report.get("max_severity"),
-        "recorded_at": now,
+        "recorded_at": _signed_time(signed.statement, now),
         "entry_idx": indices[0],
         **_keyless_columns(signed.keyless),
     }
@@ -146,6 +146,12 @@ def _artifact_and_last_version(conn: Connection, name: str, kind: str, now: date
         select(func.max(_VERSIONS.c.version)).where(_VERSIONS.c.artifact_id == row[0])
     ).scalar()
     return int(row[0]), int(last or 0)
+
+def _signed_time(statement: bytes, now: datetime) -> datetime:
+    """The signed statement's recordedAt (what audit compares the column with), else ``now``."""
+    recorded = Statement.from_bytes(statement).custody_predicate().get("recordedAt")
+    return to_utc(datetime.fromisoformat(recorded)) if isinstance(recorded, str) else now
+
 
 def _keyless_columns(facts: dict[str, Any] | None) -> dict[str, Any]:
     if not facts:

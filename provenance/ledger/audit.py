@@ -6,8 +6,12 @@ The audit recomputes everything from the stored entries and trusts only signatur
 - the root recomputed at every checkpoint's size equals that checkpoint's root, and every
   checkpoint's signature verifies with the pinned ledger key (two checkpoints of one size with
   different roots are a fork); no entry exists beyond the newest checkpoint;
-- every artifact entry's DSSE signature verifies under the key it carries, and the index tables
-  (versions, statements, lineage edges) say exactly what the signed entries say;
+- every stored Merkle node and every checkpoint's frontier equals the one recomputed from the
+  leaves, and no other node is stored (proofs are built from them);
+- every artifact entry's DSSE signature verifies under the key it carries, and every index
+  column (versions, manifest files, statements, lineage edges, revocations) says exactly what
+  the signed entries say (:mod:`custody.provenance.ledger.audit_index`);
+- a malformed value anywhere is a refusal naming its row, never a crash;
 - with a checkpoint saved earlier, the current log is proved consistent with it.
 
 The first failure raises :class:`AuditError` naming the entry; nothing is ever repaired.
@@ -15,31 +19,21 @@ The first failure raises :class:`AuditError` naming the entry; nothing is ever r
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import LargeBinary, and_, cast, func, or_
+from sqlalchemy.exc import StatementError
 from sqlmodel import Session, col, select
 
-from custody.errors import AuditError
 from custody.provenance.checkpoint import NoteVerifier, verify_checkpoint
-from custody.provenance.ledger.log import META_ORIGIN, META_VKEY, read_meta
-from custody.provenance.ledger.models import (
-    Artifact,
-    ArtifactVersion,
-    CheckpointRow,
-    LedgerEntry,
-    LineageEdge,
-    Revocation,
-    SignedStatement,
-)
+from custody.provenance.ledger.audit_index import EntryChecker
+from custody.provenance.ledger.audit_index import fail as _fail
+from custody.provenance.ledger.log import META_ORIGIN, META_VKEY, encode_frontier, read_meta
+from custody.provenance.ledger.models import CheckpointRow, LedgerEntry, MerkleNode
 from custody.provenance.ledger.store import Ledger
-from custody.provenance.merkle import CompactRange, leaf_hash, verify_consistency
-from custody.signing.bundle_info import signing_certificate
-from custody.signing.key_signer import verify_envelope_with_key
-from custody.signing.keys import parse_public_key
+from custody.provenance.merkle import CompactRange, NodeID, leaf_hash, verify_consistency
 
 _BATCH = 5000
 
@@ -67,12 +61,6 @@ class AuditReport:
         }
 
 
-def _fail(message: str, rule: str, subject: str | None = None) -> AuditError:
-    return AuditError(message, rule=rule, subject=subject,
-                      hint="treat this ledger as tampered: restore it from a trusted copy and "
-                      "keep the evidence (the saved checkpoints)")
-
-
 def audit_ledger(
     ledger: Ledger,
     verifier: NoteVerifier | None,
@@ -87,39 +75,44 @@ def audit_ledger(
         if verifier is None:
             report.ledger_key_pinned = False
             verifier = NoteVerifier.from_vkey(meta.get(META_VKEY, ""))
-        roots = _checked_checkpoints(session, verifier, origin, report)
+        roots, frontiers = _checked_checkpoints(session, verifier, origin, report)
         head = max(roots) if roots else 0
         frontier = CompactRange()
-        checker = _EntryChecker(session)
-        for entry in _entries(session):
-            if entry.idx >= head:
-                raise _fail(f"ledger entry {entry.idx} is not covered by any signed checkpoint "
+        checker = EntryChecker(session)
+        nodes = _NodeChecker(session)
+        for idx, entry_type, payload, stored_leaf in _entries(session):
+            if idx >= head:
+                raise _fail(f"ledger entry {idx} is not covered by any signed checkpoint "
                             f"(the newest covers {head} entries): it was inserted",
-                            "audit.size_mismatch", f"entry {entry.idx}")
-            if entry.idx != frontier.size:
-                what = "missing (deleted or renumbered)" if entry.idx > frontier.size else \
+                            "audit.size_mismatch", f"entry {idx}")
+            if idx != frontier.size:
+                what = "missing (deleted or renumbered)" if idx > frontier.size else \
                     "out of order"
-                raise _fail(f"ledger entry {frontier.size} is {what}; found entry {entry.idx}",
+                raise _fail(f"ledger entry {frontier.size} is {what}; found entry {idx}",
                             "audit.entry_gap", f"entry {frontier.size}")
-            payload = entry.payload.encode("utf-8")
             leaf = leaf_hash(payload)
-            if leaf.hex() != entry.leaf_hash:
-                raise _fail(f"ledger entry {entry.idx} was edited: its payload no longer "
-                            "matches its leaf hash", "audit.entry_edited", f"entry {entry.idx}")
-            frontier.append(leaf)
+            if leaf.hex() != stored_leaf:
+                raise _fail(f"ledger entry {idx} was edited: its payload no longer "
+                            "matches its leaf hash", "audit.entry_edited", f"entry {idx}")
+            nodes.expect(frontier.append(leaf))
             want = roots.get(frontier.size)
             if want is not None and frontier.root() != want:
                 raise _fail(
-                    f"ledger entry {_first_of(roots, frontier.size)}..{entry.idx} does not "
+                    f"ledger entry {_first_of(roots, frontier.size)}..{idx} does not "
                     f"match the signed checkpoint of size {frontier.size}: an entry in that "
                     "range was edited, replaced, reordered or inserted",
-                    "audit.root_mismatch", f"entry {entry.idx}")
-            report.signatures += checker.check(entry, payload)
+                    "audit.root_mismatch", f"entry {idx}")
+            if want is not None and frontiers[frontier.size] != encode_frontier(frontier.hashes):
+                raise _fail(f"the frontier column of checkpoint row {frontier.size} differs "
+                            "from the tree: it was edited", "audit.checkpoint_edited",
+                            f"checkpoint {frontier.size}")
+            report.signatures += checker.check(idx, entry_type, payload)
             report.entries += 1
         if frontier.size != head:
             raise _fail(f"the ledger has {frontier.size} entries but its newest signed "
                         f"checkpoint covers {head}: entries were deleted or inserted",
                         "audit.size_mismatch", f"entry {min(frontier.size, head)}")
+        nodes.finish()
         checker.check_orphans()
         report.size, report.root = frontier.size, frontier.root().hex()
     for note in saved_checkpoints:
@@ -144,152 +137,93 @@ def _first_of(roots: dict[int, bytes], size: int) -> int:
 
 def _checked_checkpoints(
     session: Session, verifier: NoteVerifier, origin: str, report: AuditReport
-) -> dict[int, bytes]:
+) -> tuple[dict[int, bytes], dict[int, str]]:
     roots: dict[int, bytes] = {}
-    rows = session.exec(select(CheckpointRow).order_by(col(CheckpointRow.size))).all()
-    for row in rows:
-        cp = verify_checkpoint(row.note, verifier, origin=origin,
-                               subject=f"checkpoint {row.size}")
-        if cp.size != row.size or cp.root.hex() != row.root:
-            raise _fail(f"checkpoint row {row.size} was edited: its columns differ from its "
-                        "signed note", "audit.checkpoint_edited", f"checkpoint {row.size}")
+    frontiers: dict[int, str] = {}
+    rows = session.exec(select(CheckpointRow.size, CheckpointRow.root, CheckpointRow.note,
+                               CheckpointRow.frontier).order_by(col(CheckpointRow.size))).all()
+    for size, root, note, frontier in rows:
+        cp = verify_checkpoint(note, verifier, origin=origin, subject=f"checkpoint {size}")
+        if cp.size != size or cp.root.hex() != root:
+            raise _fail(f"checkpoint row {size} was edited: its columns differ from its "
+                        "signed note", "audit.checkpoint_edited", f"checkpoint {size}")
         if roots.get(cp.size, cp.root) != cp.root:
             raise _fail(f"two signed checkpoints of size {cp.size} have different roots: the "
                         "log was forked", "audit.fork", f"checkpoint {cp.size}")
         roots[cp.size] = cp.root
+        frontiers[cp.size] = frontier
         report.checkpoints += 1
-    return roots
+    return roots, frontiers
 
 
-def _entries(session: Session) -> Iterator[LedgerEntry]:
+def _entries(session: Session) -> Iterator[tuple[int, str, bytes, str]]:
+    """``(idx, entry_type, payload bytes, leaf_hash)`` in index order, in batches. The payload is
+    read as bytes where the database allows text that is not UTF-8 (SQLite)."""
+    raw = session.get_bind().dialect.name == "sqlite"
+    payload = cast(col(LedgerEntry.payload), LargeBinary) if raw else col(LedgerEntry.payload)
     last = -1
     while True:
         batch = session.exec(
-            select(LedgerEntry).where(LedgerEntry.idx > last)
-            .order_by(col(LedgerEntry.idx)).limit(_BATCH)
+            select(col(LedgerEntry.idx), col(LedgerEntry.entry_type), payload,
+                   col(LedgerEntry.leaf_hash))
+            .where(col(LedgerEntry.idx) > last).order_by(col(LedgerEntry.idx)).limit(_BATCH)
         ).all()
         if not batch:
             return
-        yield from batch
-        last = batch[-1].idx
+        for idx, entry_type, body, leaf in batch:
+            data = bytes(body) if raw else str(body).encode("utf-8")
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _fail(f"ledger_entries row {idx}: column payload is not UTF-8 text: it "
+                            "was edited", "audit.entry_malformed", f"entry {idx}") from None
+            yield int(idx), str(entry_type), data, str(leaf)
+        last = int(batch[-1][0])
 
 
-class _EntryChecker:
-    """Checks each entry's signature and that the index tables agree with it."""
+class _NodeChecker:
+    """Compares the stored Merkle nodes with the ones recomputed from the leaves, a batch at a
+    time, and finally that no other node is stored."""
 
     def __init__(self, session: Session):
         self.session = session
-        self.edges_seen = 0
-        self.versions_seen = 0
-        self.revocations_seen = 0
+        self.pending: dict[NodeID, bytes] = {}
+        self.total = 0
 
-    def check(self, entry: LedgerEntry, payload: bytes) -> int:
-        data = json.loads(payload)
-        if entry.entry_type == "artifact_version" == data.get("type"):
-            self._version(entry, data)
-            self.versions_seen += 1
-            return 1
-        if entry.entry_type == "lineage_edge" == data.get("type"):
-            self._edge(entry, data)
-            self.edges_seen += 1
-            return 0
-        if entry.entry_type == "revocation" == data.get("type"):
-            self._revocation(entry, data)
-            self.revocations_seen += 1
-            return 1
-        raise _fail(f"ledger entry {entry.idx} has unknown type {entry.entry_type!r}",
-                    "audit.entry_type", f"entry {entry.idx}")
+    def expect(self, produced: Any) -> None:
+        for node in produced:
+            self.pending[NodeID(node.level, node.index)] = node.hash
+        if len(self.pending) >= _BATCH:
+            self._flush()
 
-    def _version(self, entry: LedgerEntry, data: dict[str, Any]) -> None:
-        subject = f"entry {entry.idx}"
-        row = self.session.exec(
-            select(ArtifactVersion, Artifact, SignedStatement)
-            .join(Artifact, col(Artifact.id) == col(ArtifactVersion.artifact_id))
-            .join(SignedStatement, col(SignedStatement.version_id) == col(ArtifactVersion.id))
-            .where(ArtifactVersion.entry_idx == entry.idx)
-        ).first()
-        if row is None:
-            raise _fail(f"ledger entry {entry.idx} ({data.get('name')}@{data.get('version')}) "
-                        "has no version row: index rows were deleted", "audit.index_missing",
-                        subject)
-        version, artifact, stored = row
-        said = (data["name"], data["kind"], data["version"], data["digest"]["algorithm"],
-                data["digest"]["value"])
-        indexed = (artifact.name, artifact.kind, version.version, version.digest_algorithm,
-                   version.digest)
-        if said != indexed or stored.bundle != data["bundle"]:
-            raise _fail(f"the index rows of ledger entry {entry.idx} ({said[0]}@{said[2]}) "
-                        "differ from the entry: they were edited", "audit.index_edited", subject)
-        payload = _signed_payload(data, subject)
-        if payload.decode("utf-8") != stored.statement:
-            raise _fail(f"the stored statement of ledger entry {entry.idx} differs from the "
-                        "signed one", "audit.index_edited", subject)
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        by_level: dict[int, list[int]] = {}
+        for node in self.pending:
+            by_level.setdefault(node.level, []).append(node.index)
+        try:
+            rows = self.session.exec(select(MerkleNode.level, MerkleNode.index, MerkleNode.hash)
+                                     .where(or_(*(and_(col(MerkleNode.level) == level,
+                                                       col(MerkleNode.index).between(
+                                                           min(ix), max(ix)))
+                                                  for level, ix in by_level.items())))).all()
+        except StatementError as exc:
+            raise _fail(f"the merkle_nodes table holds a malformed value ({exc.orig})",
+                        "audit.tree_edited", "merkle_nodes") from None
+        stored = {NodeID(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
+        for node, want in sorted(self.pending.items()):
+            if stored.get(node) != want:
+                what = "is missing" if node not in stored else "differs from the recomputed one"
+                raise _fail(f"merkle_nodes row (level {node.level}, index {node.index}) {what}: "
+                            "proofs built from it would be wrong", "audit.tree_edited",
+                            f"node {node.level}/{node.index}")
+        self.total += len(self.pending)
+        self.pending.clear()
 
-    def _edge(self, entry: LedgerEntry, data: dict[str, Any]) -> None:
-        edge = self.session.exec(
-            select(LineageEdge).where(LineageEdge.entry_idx == entry.idx)
-        ).first()
-        subject = f"entry {entry.idx}"
-        if edge is None:
-            raise _fail(f"lineage entry {entry.idx} has no edge row: it was deleted",
-                        "audit.index_missing", subject)
-        ends = {}
-        for end, vid in (("input", edge.input_version_id), ("output", edge.output_version_id)):
-            found = self.session.exec(
-                select(ArtifactVersion, Artifact)
-                .join(Artifact, col(Artifact.id) == col(ArtifactVersion.artifact_id))
-                .where(ArtifactVersion.id == vid)
-            ).first()
-            ends[end] = (found[1].name, found[0].version) if found else None
-        said = {end: (data[end]["name"], data[end]["version"]) for end in ("input", "output")}
-        if ends != said or edge.activity != data["activity"]:
-            raise _fail(f"the edge row of lineage entry {entry.idx} differs from the entry",
-                        "audit.index_edited", subject)
-
-    def _revocation(self, entry: LedgerEntry, data: dict[str, Any]) -> None:
-        subject = f"entry {entry.idx}"
-        row = self.session.exec(
-            select(Revocation, ArtifactVersion, Artifact)
-            .join(ArtifactVersion, col(ArtifactVersion.id) == col(Revocation.version_id))
-            .join(Artifact, col(Artifact.id) == col(ArtifactVersion.artifact_id))
-            .where(Revocation.entry_idx == entry.idx)
-        ).first()
-        if row is None:
-            raise _fail(f"revocation entry {entry.idx} has no revocation row: it was deleted",
-                        "audit.index_missing", subject)
-        revocation, version, artifact = row
-        target = data["target"]
-        if ((artifact.name, version.version, version.digest) != (
-                target["name"], target["version"], target["digest"]["value"])
-                or revocation.reason != data["reason"]):
-            raise _fail(f"the revocation row of entry {entry.idx} differs from the entry",
-                        "audit.index_edited", subject)
-        _signed_payload(data, subject)
-
-    def check_orphans(self) -> None:
-        from sqlalchemy import func
-
-        counts = [self.session.exec(select(func.count()).select_from(table)).one()
-                  for table in (ArtifactVersion, LineageEdge, Revocation)]
-        seen = [self.versions_seen, self.edges_seen, self.revocations_seen]
-        if counts != seen:
-            raise _fail(
-                f"the index tables hold {counts[0]} versions, {counts[1]} edges and {counts[2]} "
-                f"revocations, the signed log {seen[0]}, {seen[1]} and {seen[2]}: rows were "
-                "inserted", "audit.index_inserted")
-
-
-def _signed_payload(data: dict[str, Any], subject: str) -> bytes:
-    """Check an entry's DSSE signature cryptographically with the key it was made with: the PEM
-    key kept in the entry, or the public key of the bundle's certificate. Whether that signer is
-    *trusted* is the verification policy's question, not the audit's."""
-    key_pem = data.get("signer_key")
-    if isinstance(key_pem, str):
-        key = parse_public_key(key_pem.encode(), source=subject)
-    else:
-        public = signing_certificate(data["bundle"], source=subject).public_key()
-        if not isinstance(public, ec.EllipticCurvePublicKey):
-            raise _fail(f"{subject}: the signing certificate's key is not an EC key",
-                        "audit.signature_unverifiable", subject)
-        key = public
-    return verify_envelope_with_key(data["bundle"], key, source=subject)
+    def finish(self) -> None:
+        self._flush()
+        count = int(self.session.exec(select(func.count()).select_from(MerkleNode)).one())
+        if count != self.total:
+            raise _fail(f"the merkle_nodes table holds {count} nodes, the tree {self.total}: "
+                        "nodes were inserted", "audit.tree_edited", "merkle_nodes")
