@@ -28,6 +28,7 @@ from custody.errors import KeyMaterialError, LedgerError, UsageError
 if TYPE_CHECKING:
     from custody.provenance.checkpoint import NoteSigner, NoteVerifier
     from custody.provenance.ledger.store import Ledger
+    from custody.validators.interface import ScanOptions
 
 DIRNAME = ".custody"
 CONFIG = "config.toml"
@@ -76,6 +77,23 @@ class Workspace:
         from custody.provenance.checkpoint import NoteVerifier
 
         return NoteVerifier.from_vkey(self.ledger_vkey)
+
+    def policy_file(self) -> Path | None:
+        """``.custody/policy.toml``, the workspace's default policy, when there is one."""
+        path = self.home / "policy.toml" if self.home is not None else None
+        return path if path is not None and path.is_file() else None
+
+    def scan_options(self) -> ScanOptions:
+        """How ``record`` scans here: the allowed pickle globals of the workspace policy, as
+        ``scan --policy`` and ``verify`` read them."""
+        from custody.validators.interface import ScanOptions
+
+        path = self.policy_file()
+        if path is None:
+            return ScanOptions()
+        from custody.provenance.policy_file import load_policy
+
+        return ScanOptions(extra_safe_globals=load_policy(path).extra_safe_globals)
 
     def open_ledger(self, *, append: bool = False) -> Ledger:
         from custody.provenance.ledger.store import Ledger

@@ -84,3 +84,29 @@ def test_flag_comes_from_the_signed_log_not_the_index(ws, cli, make_file) -> Non
     model = make_file(ws.root / "model.bin", b"weights")
     cli("record", model, "--name", "m", "--kind", "model", "--input", "bad@1",
         cwd=ws.root).expect(1, "record.input_revoked", "bad@1")
+
+
+def _pickle_with_global(module: str, name: str) -> bytes:
+    return (b"\x80\x04\x95" + (0).to_bytes(8, "little") + b"\x8c" + bytes([len(module)])
+            + module.encode() + b"\x94\x8c" + bytes([len(name)]) + name.encode()
+            + b"\x94\x93\x94)\x81\x94.")
+
+
+def test_record_honours_workspace_pickle_allow_globals(ws, cli, make_file) -> None:  # type: ignore[no-untyped-def]
+    f = make_file(ws.root / "m.pkl", _pickle_with_global("mylib.models", "Estimator"))
+    before = ws.entry_count()
+    cli("record", f, "--name", "m", "--kind", "model", cwd=ws.root).expect(
+        1, "mylib.models.Estimator")
+    assert ws.entry_count() == before
+    policy = ws.home / "policy.toml"
+    policy.write_text('[signers.local]\nkeys = ["keys/signing.pub"]\n[[trust]]\n'
+                      'signers = ["local"]\n[pickle]\nallow_globals = ["mylib.models.Estimator"]\n')
+    cli("scan", f, "--policy", policy, cwd=ws.root).expect(0)
+    recorded = cli("record", f, "--name", "m", "--kind", "model", "--json",
+                   cwd=ws.root).expect(0).json()
+    assert recorded["ref"] == "m@1" and recorded["scan"]["verdict"] == "clean"
+    cli("verify", f, cwd=ws.root).expect(0, "m@1")
+    policy.write_text('[signers.local]\nkeys = ["keys/signing.pub"]\n[[trust]]\n'
+                      'signers = ["local"]\n[pickle]\nallow_globals = ["mylib.other.Thing"]\n')
+    cli("record", f, "--name", "m", "--kind", "model", cwd=ws.root).expect(
+        1, "mylib.models.Estimator")
