@@ -73,13 +73,13 @@ _ALL: tuple[Rule, ...] = (
     _r("admission.malformed", "the AdmissionReview carries no object to check",
        "send a Kubernetes AdmissionReview v1 request with request.object"),
     _r("admission.unresolved", "the webhook cannot tell which recorded model the object runs",
-       "pin it with the custody.ref annotation (NAME@VERSION) or a storage URI ending in "
-       "NAME/VERSION"),
+       "pin it with the annotation custody.dev/artifact: NAME@VERSION, or a storage URI ending "
+       "in NAME/VERSION"),
     _r("admission.unsupported_kind", "the webhook checks InferenceServices and Pods only",
        "limit the webhook's rules to InferenceService and Pod resources"),
     _r("mlflow.unresolved", "an MLflow model version names no recorded artifact",
-       "set the custody.ref tag on the model version, or register it from a source URI ending "
-       "in NAME/VERSION"),
+       "set the tag custody.artifact (NAME@VERSION) on the model version, or register it from a "
+       "source URI ending in NAME/VERSION"),
     _r("ledger.error", "the lineage page could not check this node (ledger or policy error)",
        "run `custody verify REF` for the full error"),
     _r("unknown", "the lineage page has no verdict for this node: it was not checked",
@@ -194,7 +194,7 @@ _ALL: tuple[Rule, ...] = (
        "as the root itself", "pass the CA root that issued the chain with --ca-cert; check "
        "that no certificate has expired"),
     _r("cert.unsupported", "the signing certificate's key is not an EC key",
-       "Custody verifies EC (P-256/P-384) certificates: " + _RESIGN),
+       "Custody verifies certificates with EC keys: " + _RESIGN),
     _r("cert.usage", "the certificate may not sign code (no digitalSignature or codeSigning "
        "usage)", "sign with a certificate issued for signing"),
     _r("sigstore.artifact", "the Sigstore signature is for other bytes", "the file is not the "
@@ -223,7 +223,7 @@ _ALL: tuple[Rule, ...] = (
        "than the ones checked", "use the bundle recorded for this artifact (`custody bundle "
        "REF`); if it came from the ledger, " + _TAMPERED),
     _r("statement.unsupported", "the statement names single files, but a directory was given",
-       "verify the file it names, or sign the directory as an OMS model"),
+       "verify the file it names; a directory is verified with its own record or OMS signature"),
     _r("oms.changed_file", "a model file differs from the digest signed in its OMS manifest",
        "re-download the model, or ask the signer for a new signature"),
     _r("oms.extra_file", "the model folder holds a file its OMS signature does not cover",
@@ -328,8 +328,8 @@ _ALL: tuple[Rule, ...] = (
     _f("keras.config_unreadable", "high", "the Keras model config cannot be read or is not "
        "JSON", _UNREAD),
     _f("keras.lambda", "high", "a Lambda layer: loading it runs the Python code it carries "
-       "(CVE-2024-3660)", "rebuild the model without Lambda layers, or load it only with "
-       "safe_mode from a trusted author"),
+       "(CVE-2024-3660)", "rebuild the model without Lambda layers; never load it with "
+       "safe_mode=False unless you trust its author as you trust code"),
     _f("keras.module", "medium", "the config makes Keras import a module outside Keras "
        "(CVE-2025-1550); as severe as that global is for pickles", "check the named module; do "
        "not load the model if you do not know it", "high", "critical"),

@@ -482,8 +482,13 @@ def test_the_commands_the_actions_name_exist(cli) -> None:  # type: ignore[no-un
     for r in [*RULES.values(), *rules.PATTERNS.values()]:
         named |= set(re.findall(r"`custody ((?:audit |dvc |policy )?[a-z]+)", r.action))
     assert {"audit verify", "lineage", "scan", "record", "bundle"} <= named
-    for command in sorted(named):
-        cli(*command.split(), "--help").expect(0, "Usage")
+    helps = [cli(*command.split(), "--help").expect(0, "Usage").out
+             for command in sorted(named | {"verify", "scan"})]
+    # and every --option an action names is one that a command takes
+    options = {o for r in RULES.values() for o in re.findall(r"--[a-z][a-z-]+", r.action)}
+    assert options >= {"--allow-flagged", "--baseline", "--key", "--ca-cert", "--identity"}
+    unknown = sorted(o for o in options if not any(o in h for h in helps))
+    assert not unknown, f"actions name options the CLI does not have: {unknown}"
 
 
 def test_a_real_scan_reports_registered_rules(cli) -> None:  # type: ignore[no-untyped-def]
