@@ -419,8 +419,9 @@ RULES: Mapping[str, Rule] = MappingProxyType({r.id: r for r in _ALL})
 
 # Open-ended families: the fixed prefix of the id, and the rule every member shares.
 PATTERNS: Mapping[str, Rule] = MappingProxyType({
-    "chain.": _r("chain.<rule>", "an upstream input was refused with <rule> (the message names "
-                 "the input and its depth)", "follow what <rule> says for that input"),
+    "chain.": _r("chain.<rule>", "an upstream input was refused: the id is `chain.` and that "
+                 "input's rule (the message names the input and its depth)",
+                 "do what the entry of that rule says, for the input the message names"),
     "expectation.": _f("expectation.<type>", "medium", "a great-expectations expectation of "
                        "the suite failed (the evidence names rows and values)", _DATA),
 })
