@@ -69,7 +69,8 @@ def _r(rid: str, summary: str, action: str) -> Rule:
 _ALL: tuple[Rule, ...] = (
     # --- service: Kubernetes admission and MLflow hooks -------------------------------------
     _r("admission.error", "the admission webhook could not check the model (ledger or policy "
-       "error) and denied the pod", "read the message, fix the service's ledger or policy, retry"),
+       "error); it denies the object (in warn mode: admits it with a warning)",
+       "read the message, fix the service's ledger or policy, retry"),
     _r("admission.malformed", "the AdmissionReview carries no object to check",
        "send a Kubernetes AdmissionReview v1 request with request.object"),
     _r("admission.unresolved", "the webhook cannot tell which recorded model the object runs",
