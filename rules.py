@@ -54,6 +54,8 @@ _DATA = ("review the rows or columns in the finding's evidence with the data's o
          "snapshot only once the change is understood")
 _POISON = ("review the rows listed in the evidence before training: drop or relabel them, and find "
            "out who changed the data")
+_COSIGN = ("have the witnesses cosign the ledger's current checkpoint, then verify again")
+_EVIDENCE = ("keep both checkpoints (the log's and the witness's) as evidence; " + _TAMPERED)
 _LIMIT = ("the rest of the file was not inspected and it counts as unsafe; inspect a file this "
           "large or deep only from a source you trust")
 
@@ -170,6 +172,31 @@ _ALL: tuple[Rule, ...] = (
        "checkpoint`; check which verifier key (vkey) you trust"),
     _r("checkpoint.untrusted_key", "no signature on the checkpoint is from a trusted key",
        "pass the verifier key (vkey) of the ledger that signed it"),
+    _r("witness.fork", "the log shows a checkpoint of the size a witness cosigned, with "
+       "another root: the log forked (a split view)", _EVIDENCE),
+    _r("witness.future_timestamp", "a witness cosignature is dated in the future beyond the "
+       "allowed clock skew", "check the clocks of this machine and of the witness (NTP), then "
+       "have it cosign again"),
+    _r("witness.inconsistent", "the log is not proven to extend the checkpoint a witness "
+       "cosigned", _EVIDENCE),
+    _r("witness.log_key_changed", "the log's checkpoints are signed by another key than the one "
+       "the witness pinned", "pass the log key the witness pinned; confirm an announced key "
+       "rotation out of band before moving the witness state aside"),
+    _r("witness.quorum_not_met", "fewer valid witness cosignatures than the quorum needs",
+       _COSIGN),
+    _r("witness.rollback", "the log has fewer entries than a witness cosigned: it was rolled "
+       "back or replaced", "restore the ledger from a backup holding all cosigned entries; "
+       + _EVIDENCE),
+    _r("witness.state_unsafe", "the witness's state directory is writable by others than the "
+       "witness's user, so its memory of the log could be rewritten", "give the directory to "
+       "the witness's user alone: chown it to that user and chmod 700 it"),
+    _r("witness.signature_invalid", "a witness cosignature does not verify: the checkpoint or "
+       "the cosignature line was altered, or forged", _COSIGN),
+    _r("witness.stale", "the newest witness cosignature is older than the allowed maximum age",
+       _COSIGN),
+    _r("witness.state_invalid", "a witness's saved state for a log is unreadable or belongs to "
+       "another log", "restore the state file from the witness's backup; do not delete it, "
+       "or the witness trusts the next checkpoint on first use"),
     _r("receipt.malformed", "a receipt cannot be parsed, or it proves no artifact record",
        "export a fresh receipt with `custody audit prove REF`"),
     _r("receipt.inconsistent", "the receipt's ledger entry and its bundle name different "
