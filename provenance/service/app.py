@@ -3,7 +3,8 @@
 Errors never carry a stack trace: Custody errors become JSON diagnostics (UsageError 400,
 NotFoundError 404, LedgerError 503, refusals 422 outside the verify endpoints, which answer 200
 with ``verdict: refused``), and one last handler turns anything unexpected into a bare 500 and
-logs it on the server.
+logs it on the server. Every 4xx body has ``error``, ``message`` and a non-empty ``hint``: the
+error's own, else the one of :data:`HINTS` for its status.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from custody import __version__
 from custody.errors import CustodyError, LedgerError, NotFoundError, RefusedError
+from custody.provenance.service.deps import HintedHTTPException
 from custody.provenance.service.ingest import VersionConflict
 from custody.provenance.service.mlflow_hook import SignatureError
 from custody.provenance.service.settings import ServiceContext, Settings
@@ -33,9 +36,33 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class BodyTooLarge(HTTPException):
+DOCS = "/docs (OpenAPI: /openapi.json) describes every endpoint, its parameters and body"
+HINTS = {
+    400: f"fix the request as the message says; {DOCS}",
+    401: "send the bearer token in the header `Authorization: Bearer TOKEN`",
+    404: "GET /v1/artifacts lists the recorded versions; GET /v1/checkpoint gives the tree size "
+    "(entries and checkpoint sizes go up to it)",
+    405: f"use a method this endpoint takes; {DOCS}",
+    422: f"fix what the message (and details) name; {DOCS}",
+    503: "the ledger database is unreachable or failing: check the server log and the database; "
+    "GET /healthz answers 200 once the ledger is back",
+}
+
+
+def hint_for(status: int, hint: str | None = None) -> str:
+    """The hint of an error body: the error's own, else the one for its status."""
+    return hint or HINTS.get(status) or HINTS.get(status // 100 * 100) or DOCS
+
+
+def _body_limit_hint(limit: int) -> str:
+    return (f"send at most {limit} bytes; the server's limit is `custody serve --max-body BYTES` "
+            "(or CUSTODY_SERVICE_MAX_BODY)")
+
+
+class BodyTooLarge(HintedHTTPException):
     def __init__(self, limit: int):
-        super().__init__(413, f"the request body is larger than {limit} bytes")
+        super().__init__(413, f"the request body is larger than {limit} bytes",
+                         hint=_body_limit_hint(limit))
 
 
 class BodyLimit:
@@ -52,11 +79,13 @@ class BodyLimit:
         for key, value in scope.get("headers", []):
             if key == b"content-length":
                 if not value.isdigit():
-                    await _plain(send, 400, "invalid Content-Length")
+                    await _plain(send, 400, "invalid Content-Length",
+                                 "send Content-Length as a decimal number of bytes, or leave "
+                                 "it out")
                     return
                 if int(value) > self.limit:
                     await _plain(send, 413, f"the request body is larger than {self.limit} "
-                                 "bytes")
+                                 "bytes", _body_limit_hint(self.limit))
                     return
         seen = 0
 
@@ -72,8 +101,9 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-async def _plain(send: Send, status: int, message: str) -> None:
-    body = JSONResponse({"error": "RequestError", "message": message}, status_code=status).body
+async def _plain(send: Send, status: int, message: str, hint: str) -> None:
+    body = JSONResponse({"error": "RequestError", "message": message, "hint": hint},
+                        status_code=status).body
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()),
@@ -97,7 +127,7 @@ def status_for(exc: CustodyError) -> int:
 
 def error_body(exc: CustodyError) -> dict[str, Any]:
     body: dict[str, Any] = {"error": type(exc).__name__, "message": exc.message,
-                            "hint": exc.hint, "subject": exc.subject}
+                            "hint": hint_for(status_for(exc), exc.hint), "subject": exc.subject}
     if isinstance(exc, RefusedError):
         body["rule"] = exc.rule
     return body
@@ -108,9 +138,14 @@ def _install_errors(app: FastAPI) -> None:
         assert isinstance(exc, CustodyError)  # noqa: S101 - registered for CustodyError
         return JSONResponse(error_body(exc), status_code=status_for(exc))
 
-    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException
-        return JSONResponse({"error": "RequestError", "message": str(exc.detail)},
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette's own (no route: 404, wrong method: 405) and the service's (401, 403, 413)
+        assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it
+        hint = exc.hint if isinstance(exc, HintedHTTPException) else None
+        if hint is None and exc.status_code == 404:
+            hint = f"there is no endpoint {request.url.path[:200]}; {DOCS}"
+        return JSONResponse({"error": "RequestError", "message": str(exc.detail),
+                             "hint": hint_for(exc.status_code, hint)},
                             status_code=exc.status_code, headers=exc.headers)
 
     async def invalid(_request: Request, exc: Exception) -> JSONResponse:
@@ -118,6 +153,8 @@ def _install_errors(app: FastAPI) -> None:
         details = [{"where": ".".join(str(p) for p in e.get("loc", ())),
                     "problem": str(e.get("msg", ""))} for e in exc.errors()][:20]
         return JSONResponse({"error": "UsageError", "message": "invalid request",
+                             "hint": "fix the parameters listed in details (where: the "
+                             f"parameter, problem: what is wrong); {DOCS}",
                              "details": details}, status_code=422)
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -128,7 +165,7 @@ def _install_errors(app: FastAPI) -> None:
                              f"log has the details (incident {incident})"}, status_code=500)
 
     app.add_exception_handler(CustodyError, custody_error)
-    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(Exception, unexpected)
 

@@ -6,14 +6,14 @@ import json
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from custody.errors import CustodyError, NotFoundError, RefusedError, UsageError
 from custody.provenance.service import admission, mlflow_hook
 from custody.provenance.service.checks import check_version
-from custody.provenance.service.deps import context, require
+from custody.provenance.service.deps import HintedHTTPException, context, require
 from custody.provenance.service.page import NodeStatus, csp, render
 from custody.provenance.service.routes import MAX_DEPTH, lineage_graph
 from custody.provenance.service.settings import ADMISSION_MODES, ServiceContext
@@ -58,8 +58,10 @@ async def mlflow_webhook(request: Request) -> JSONResponse:
     ctx = context(request)
     secret = ctx.settings.mlflow_secret
     if not secret:
-        raise HTTPException(404, "the MLflow webhook is not configured "
-                            "(set CUSTODY_MLFLOW_WEBHOOK_SECRET)")
+        raise HintedHTTPException(
+            404, "the MLflow webhook is not configured",
+            hint="set CUSTODY_MLFLOW_WEBHOOK_SECRET to the webhook's secret in the environment "
+            "of `custody serve` and restart it")
     body = await request.body()
     mlflow_hook.check_signature(
         secret, body=body, delivery_id=request.headers.get("x-mlflow-delivery-id"),

@@ -31,6 +31,10 @@ from custody.provenance.service.admission import ref_from_uri
 TAG_REF = "custody.artifact"
 
 
+DELIVERY_HINT = ("deliver through an MLflow registry webhook created with this secret: it sends "
+                 "X-MLflow-Signature, X-MLflow-Delivery-Id and X-MLflow-Timestamp")
+
+
 class SignatureError(UsageError):
     """The delivery's signature or timestamp does not check out."""
 
@@ -40,18 +44,21 @@ def check_signature(secret: str, *, body: bytes, delivery_id: str | None,
                     now: float | None = None) -> None:
     if not (delivery_id and timestamp and signature):
         raise SignatureError("missing X-MLflow-Signature, X-MLflow-Delivery-Id or "
-                             "X-MLflow-Timestamp")
+                             "X-MLflow-Timestamp",
+                             hint=DELIVERY_HINT)
     try:
         sent = int(timestamp)
     except ValueError:
-        raise SignatureError("X-MLflow-Timestamp is not a Unix time") from None
+        raise SignatureError("X-MLflow-Timestamp is not a Unix time",
+                             hint=DELIVERY_HINT) from None
     if abs((now if now is not None else time.time()) - sent) > max_age:
         raise SignatureError("the delivery's timestamp is too old or in the future",
                              hint="check the clocks; replayed deliveries are refused")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise SignatureError("the delivery is not UTF-8") from None
+        raise SignatureError("the delivery is not UTF-8",
+                             hint=DELIVERY_HINT) from None
     mac = hmac.new(secret.encode("utf-8"), f"{delivery_id}.{timestamp}.{text}".encode(),
                    hashlib.sha256).digest()
     expected = "v1," + base64.b64encode(mac).decode("ascii")

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from custody.errors import NotFoundError, RefusedError, UsageError
+from custody.errors import LedgerError, NotFoundError, RefusedError, UsageError
 from custody.provenance import exports
-from custody.provenance.ledger.models import ArtifactVersionPublic
+from custody.provenance.ledger.models import ArtifactVersionPublic, CheckpointRow
 from custody.provenance.ledger.store import Ledger
 from custody.provenance.lineage import LineageGraph, lineage
 from custody.provenance.merkle import leaf_hash
@@ -42,9 +42,11 @@ async def json_body(request: Request) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise UsageError("the request body is not JSON") from None
+        raise UsageError("the request body is not JSON",
+                         hint="send a JSON object with Content-Type: application/json") from None
     if not isinstance(data, dict):
-        raise UsageError("the request body must be a JSON object")
+        raise UsageError("the request body must be a JSON object",
+                         hint="send a JSON object ({...}), not a list or a scalar")
     return data
 
 
@@ -52,10 +54,28 @@ def _b64(items: list[bytes]) -> list[str]:
     return [base64.b64encode(h).decode("ascii") for h in items]
 
 
-def _known_size(ledger: Ledger, size: int) -> int:
-    if size > ledger.head().size:
-        raise NotFoundError(f"the ledger has no checkpoint of size {size} yet")
-    return size
+def signed_checkpoint(ledger: Ledger, size: int) -> CheckpointRow:
+    """The signed checkpoint of ``size``; NotFoundError (404) if the ledger has none of that size:
+    beyond its head, or a size inside one append (a version and its lineage edges are appended
+    together under one checkpoint)."""
+    head = ledger.head()
+    if size == head.size:
+        return head
+    newest = (f"GET /v1/checkpoint (no size) gives the newest, of size {head.size}; a "
+              "checkpoint you saved earlier names a size the ledger has")
+    if size > head.size:
+        raise NotFoundError(f"the ledger has no checkpoint of size {size} yet",
+                            hint=newest, subject=f"checkpoint {size}")
+    try:
+        return ledger.checkpoint(size)
+    except NotFoundError:
+        raise
+    except LedgerError:
+        ledger.head()  # still answers: the row is missing (an outage raises here, a 503)
+        raise NotFoundError(
+            f"the ledger has no checkpoint of size {size}: entries appended together (a "
+            "version and its lineage edges) share one checkpoint", hint=newest,
+            subject=f"checkpoint {size}") from None
 
 
 @router.get("/healthz", tags=["service"])
@@ -135,7 +155,8 @@ def get_artifact(request: Request, ref: str, _auth: Reader) -> dict[str, Any]:
 def lineage_graph(request: Request, ref: str, direction: str, depth: int,
                   as_of: int | None) -> LineageGraph:
     if direction not in ("upstream", "downstream"):
-        raise UsageError("direction is upstream or downstream")
+        raise UsageError("direction is upstream or downstream",
+                         hint="use ?direction=upstream (the default) or ?direction=downstream")
     return lineage(context(request).ledger, ref, upstream=direction == "upstream",
                    depth=depth, as_of=as_of)
 
@@ -168,7 +189,7 @@ def checkpoint(request: Request, _auth: Reader,
                ) -> Response:
     """The newest signed checkpoint (or the one of ``size``); ``format=note`` for the note."""
     ledger = context(request).ledger
-    row = ledger.head() if size is None else ledger.checkpoint(_known_size(ledger, size))
+    row = ledger.head() if size is None else signed_checkpoint(ledger, size)
     if format == "note":
         return PlainTextResponse(row.note)
     return JSONResponse({"size": row.size, "root": row.root, "note": row.note,
@@ -181,10 +202,12 @@ def inclusion(request: Request, index: int, _auth: Reader,
     """The entry at ``index``, its leaf hash and its inclusion proof under a signed checkpoint
     (the newest unless ``size``)."""
     ledger = context(request).ledger
-    head = ledger.head() if size is None else ledger.checkpoint(_known_size(ledger, size))
+    head = ledger.head() if size is None else signed_checkpoint(ledger, size)
     if not 0 <= index < head.size:
         raise NotFoundError(f"entry {index} is not covered by the checkpoint of size "
-                            f"{head.size}")
+                            f"{head.size}", subject=f"entry {index}",
+                            hint=f"ask for an entry below {head.size}, or for a larger ?size= "
+                            "(GET /v1/checkpoint gives the newest size)")
     entry = ledger.entry(index)
     proof = ledger.prove_inclusion(index, head.size)
     return {"index": index, "tree_size": head.size, "root": head.root,
@@ -198,10 +221,11 @@ def consistency(request: Request, _auth: Reader,
                 second: Annotated[int, Query(alias="to", ge=0)]) -> dict[str, Any]:
     """The consistency proof from the checkpoint of size ``from`` to that of size ``to``."""
     if first > second:
-        raise UsageError("from must not exceed to")
+        raise UsageError("from must not exceed to",
+                         hint="put the older (smaller) size in from and the newer in to")
     ledger = context(request).ledger
-    _known_size(ledger, second)
-    old, new = ledger.checkpoint(first), ledger.checkpoint(second)
+    new = signed_checkpoint(ledger, second)
+    old = signed_checkpoint(ledger, first)
     proof = ledger.prove_consistency(first, second)
     return {"from": first, "to": second, "proof": _b64(proof),
             "from_checkpoint": old.note, "to_checkpoint": new.note}
@@ -218,7 +242,8 @@ async def new_token(request: Request, _auth: Admin) -> dict[str, Any]:
     body = await json_body(request)
     role, label = body.get("role"), body.get("label", "")
     if not isinstance(role, str) or not isinstance(label, str):
-        raise UsageError("role and label are strings")
+        raise UsageError("role and label are strings",
+                         hint='send {"role": "reader|auditor|publisher|admin", "label": "..."}')
     token, info = create_token(context(request).ledger.engine, role, label)
     return {"token": token, **info.to_json()}
 

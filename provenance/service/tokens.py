@@ -99,7 +99,9 @@ def revoke_token(engine: Engine, token_id: int) -> None:
     except (DBAPIError, SQLAlchemyError) as exc:
         raise LedgerError(f"cannot revoke the token: {_reason(exc)}") from None
     if result.rowcount == 0:
-        raise NotFoundError(f"no active token with id {token_id}", subject=str(token_id))
+        raise NotFoundError(f"no active token with id {token_id}", subject=str(token_id),
+                            hint="`custody token list` (or GET /v1/tokens) lists the tokens, "
+                            "their ids and which are already revoked")
 
 
 def authenticate(engine: Engine, token: str) -> TokenInfo | None:
