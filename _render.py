@@ -232,6 +232,7 @@ def _lineage_table(graph: LineageGraph) -> None:
 
     console = out()
     by_ref = {n.version.ref: n.version for n in graph.nodes}
+    nodes = {n.version.ref: n for n in graph.nodes}
     revoked = {n.version.ref for n in graph.nodes if n.revoked}
     children: dict[str, list[tuple[str, str]]] = {}
     for e in graph.edges:
@@ -247,10 +248,10 @@ def _lineage_table(graph: LineageGraph) -> None:
         text.append(ref, "bold").append(" ").append(v.kind, "dim").append(" ")
         if ref in revoked:
             text.append("✘ REVOKED", "bold red")
-        elif v.scan_verdict == "clean":
+        elif nodes[ref].trusted:  # verify's own chain evaluation when a policy was given
             text.append("✔", "green")
         else:
-            text.append("✘ flagged", "red")
+            text.append(f"✘ {nodes[ref].refusal_rule or 'flagged'}", "red")
         return text.append(f" {v.digest_algorithm}:{clip(v.digest, 16, console)} signed by "
                            f"{clip(v.signer, 24, console)}", "dim")
 

@@ -526,9 +526,14 @@ def lineage_cmd(
     from custody.provenance.lineage import lineage
 
     fmt = render.lineage_format(fmt, as_json=want_json(as_json))
-    ledger = open_workspace_ledger(current_workspace())
+    ws = current_workspace()
+    policy = build_policy(keys=[], identity=None, identity_regexp=None, issuer=None,
+                          ca_certs=[], trusted_root=None, staging=False, threshold=None,
+                          workspace=ws)  # marks come from verify's evaluation, same policy
+    ledger = open_workspace_ledger(ws)
     try:
-        graph = lineage(ledger, ref, upstream=upstream, depth=depth, as_of=as_of)
+        graph = lineage(ledger, ref, upstream=upstream, depth=depth, as_of=as_of,
+                        policy=policy, ledger_verifier=ws.ledger_verifier())
     finally:
         ledger.close()
     render.lineage_render(graph, fmt)

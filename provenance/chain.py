@@ -112,14 +112,13 @@ class ChainWalker:
         self.flag: UpstreamFlag | None = None
 
     def evaluate(self, version: ArtifactVersionPublic) -> VerificationError | None:
-        """Why verify would refuse ``version`` on the chain (its bytes aside), or None."""
+        """Why verify would refuse ``version`` on the chain (its bytes aside), or None.
+
+        Each call walks afresh (``memo`` also holds nodes whose own inputs then failed)."""
+        self.memo, self.flag = {}, None
         try:
-            if version.id not in self.memo:
-                claims, signer, inclusion = self.check_record(version, depth=0)
-                self.walk_inputs(version, claims, depth=1)
-                self.memo[version.id] = NodeResult.of(
-                    version, claims, signer=signer, scan_verdict=str(claims.scan.get("verdict")),
-                    depth=0, inclusion=inclusion)
+            claims, _, _ = self.check_record(version, depth=0)
+            self.walk_inputs(version, claims, depth=1)
         except VerificationError as exc:
             return exc
         return None
