@@ -171,7 +171,8 @@ def _entries(session: Session) -> Iterator[tuple[int, str, bytes, str]]:
         if not batch:
             return
         for idx, entry_type, body, leaf in batch:
-            data = bytes(body) if raw else str(body).encode("utf-8")
+            data = bytes(body) if isinstance(body, bytes | bytearray | memoryview) \
+                else str(body).encode("utf-8")
             try:
                 data.decode("utf-8")
             except UnicodeDecodeError:
