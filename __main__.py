@@ -2,4 +2,4 @@
 
 from custody.cli import main
 
-main()
+raise SystemExit(main())
