@@ -104,6 +104,9 @@ def init(
                                                help="Use this database instead of SQLite.")] = None,
     directory: Annotated[Path, typer.Option("--dir", metavar="DIR",
                                             help="Where to create .custody/.")] = Path(),
+    ledger_key: Annotated[Path | None, typer.Option(
+        "--ledger-key", metavar="FILE", help="Joining an existing --ledger: its checkpoint key "
+        "(keys/ledger.skey of the workspace that created it), needed to append.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create .custody/ here: config, signing key and ledger (SQLite unless --ledger).
@@ -116,7 +119,7 @@ def init(
     from custody.provenance.ledger.engine import redact
     from custody.provenance.workspace import init_workspace
 
-    ws = init_workspace(directory, ledger=ledger or STATE["ledger"])
+    ws = init_workspace(directory, ledger=ledger or STATE["ledger"], ledger_key=ledger_key)
     data = {"home": str(ws.home), "ledger": redact(ws.ledger_url),
             "signing_key": str(ws.signing_key), "trusted_keys": [str(p) for p in ws.trusted_keys]}
     if want_json(as_json):
@@ -125,6 +128,10 @@ def init(
         render.err().print(f"initialised {render.esc(ws.home)}\n  ledger: "
                            f"{render.esc(data['ledger'])}\n  signing key: "
                            f"{render.esc(ws.signing_key)}")
+    if ws.ledger_key is None:
+        render.err().print("  joined an existing ledger read-only: to append, run `custody init "
+                           "--ledger URL --ledger-key FILE` with its keys/ledger.skey",
+                           markup=False)
 
 
 @app.command()

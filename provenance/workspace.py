@@ -98,7 +98,27 @@ class Workspace:
     def open_ledger(self, *, append: bool = False) -> Ledger:
         from custody.provenance.ledger.store import Ledger
 
+        self._check_ledger_present()
         return Ledger.open(self.ledger_url, signer=self.ledger_signer() if append else None)
+
+
+    def _check_ledger_present(self) -> None:
+        """A workspace whose pinned ledger lost its SQLite file says so: never an empty one."""
+        if self.home is None or self.ledger_vkey is None or not self.ledger_url.startswith(
+                "sqlite:///"):
+            return
+        db = Path(self.ledger_url.removeprefix("sqlite:///"))
+        if db.exists():
+            return
+        origin = self.ledger_vkey.split("+", 1)[0]
+        raise LedgerError(
+            f"the ledger database {db} of the workspace {self.home} is missing: the ledger "
+            f"{origin} pinned in its config.toml, and its whole history, are gone from here",
+            hint=f"restore {db} from a backup (with its -wal file, if the backup has one); only "
+            f"to give up that history, move {self.home} aside and run `custody init` again "
+            "(new keys and an empty ledger)",
+            subject=str(db),
+        )
 
 
 def check_private_key_file(path: Path) -> None:
@@ -265,6 +285,8 @@ def init_workspace(
         else:
             vkey = existing
             key_ref = str(ledger_key.absolute()) if ledger_key else None
+            if ledger_key is not None:
+                _check_join_key(ledger_key, vkey)
         write_config(home, ledger=ledger or "ledger.db", signing_key="keys/signing.key",
                      trusted_keys=["keys/signing.pub"], ledger_key=key_ref, ledger_vkey=vkey)
         return load_workspace(home)
@@ -276,15 +298,42 @@ def init_workspace(
         raise
 
 
+def _check_join_key(path: Path, vkey: str) -> None:
+    """The key given to join an existing ledger must be that ledger's checkpoint key."""
+    from custody.provenance.checkpoint import NoteSigner
+
+    check_private_key_file(path)
+    try:
+        signer = NoteSigner.from_skey(path.read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise KeyMaterialError(f"cannot read ledger key {path}: {exc.strerror}",
+                               subject=str(path)) from None
+    if signer.verifier().vkey != vkey:
+        raise KeyMaterialError(
+            f"{path} is the checkpoint key {signer.name!r}, not this ledger's "
+            f"({vkey.split('+', 1)[0]!r})",
+            hint="copy keys/ledger.skey from the workspace that created the ledger",
+            subject=str(path),
+        )
+
+
 def _existing_ledger_vkey(url: str) -> str | None:
     from custody.provenance.ledger.engine import make_engine
     from custody.provenance.ledger.migrate import current_revision
 
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         return None
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from custody.provenance.ledger.engine import open_error
+
     engine = make_engine(url, must_exist=False)
     try:
-        if current_revision(engine) is None:
+        try:
+            revision = current_revision(engine)
+        except SQLAlchemyError as exc:
+            raise open_error(engine, url, exc) from None
+        if revision is None:
             return None
         from custody.provenance.ledger.store import Ledger
 

@@ -135,7 +135,7 @@ def test_corrupt_ledger(tmp_path, cli, make_file) -> None:  # type: ignore[no-un
     key_dir.mkdir()
     cli("keygen", "--out", key_dir / "k", cwd=tmp_path).expect(0)
     cli("--ledger", junk, "record", m, "--name", "m", "--kind", "model", "--key",
-        key_dir / "k.key", cwd=tmp_path).expect(2, "cannot open ledger")
+        key_dir / "k.key", cwd=tmp_path).expect(2, "is not an SQLite database")
     assert junk.read_bytes() == b"this is not a database" * 100
     cli("--ledger", tmp_path / "missing.db", "list", cwd=tmp_path).expect(2, "no ledger database")
     cli("--ledger", "mysql://x@y/z", "list", cwd=tmp_path).expect(2, "unsupported ledger")

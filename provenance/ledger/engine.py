@@ -94,17 +94,44 @@ def check_schema(engine: Engine, url: str) -> None:
         with engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())
     except (DBAPIError, SQLAlchemyError) as exc:
-        raise LedgerError(
-            f"cannot open ledger {redact(url)}: {_reason(exc)}",
-            hint="the file may be corrupt or not a Custody ledger",
-            subject=redact(url),
-        ) from None
+        raise open_error(engine, url, exc) from None
     if "ledger_entries" not in tables:
         raise LedgerError(
-            f"{redact(url)} is not a Custody ledger (no ledger_entries table)",
-            hint="run `custody init --ledger URL` to create one",
+            f"{redact(url)} is reachable but holds no Custody ledger (no ledger_entries table)",
+            hint="check the ledger URL (--ledger, $CUSTODY_LEDGER or .custody/config.toml); to "
+            "create a ledger there, run `custody init --ledger URL` in a folder that has no "
+            ".custody/",
             subject=redact(url),
         )
+
+
+def open_error(engine: Engine, url: str, exc: Exception) -> LedgerError:
+    """Say which it is: a server that cannot be reached, or a file that is not a database."""
+    parsed = engine.url
+    if parsed.get_backend_name() == "postgresql":
+        where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+        return LedgerError(
+            f"cannot connect to the PostgreSQL ledger at {where} (database "
+            f"{parsed.database!r}): {_reason(exc)}",
+            hint=f"is the server running and reachable at {where}? Check the ledger URL "
+            "(--ledger, $CUSTODY_LEDGER or .custody/config.toml) and its credentials",
+            subject=redact(url),
+        )
+    db = parsed.database or ""
+    if isinstance(getattr(exc, "orig", None), sqlite3.DatabaseError) and "not a database" in str(
+            exc):
+        return LedgerError(
+            f"{db} is not an SQLite database, so not a Custody ledger ({_reason(exc)})",
+            hint="the file is damaged or is another kind of file: restore the ledger from a "
+            "backup, or check the path (--ledger, $CUSTODY_LEDGER or .custody/config.toml)",
+            subject=db,
+        )
+    return LedgerError(
+        f"cannot open ledger {redact(url)}: {_reason(exc)}",
+        hint="check that the file is readable and its folder writable (SQLite keeps -wal and "
+        "-shm files beside it)",
+        subject=db or redact(url),
+    )
 
 
 def redact(url: str) -> str:

@@ -159,8 +159,11 @@ class Ledger:
     def _signer(self) -> NoteSigner:
         if self.signer is None:
             raise UsageError(
-                "appending needs the ledger's checkpoint key, and none is configured",
-                hint="run in the workspace made by `custody init` (its config names ledger_key)",
+                f"appending to the ledger {self.display_url} needs its checkpoint key, and this "
+                "workspace has none (it joined an existing ledger read-only)",
+                hint="copy keys/ledger.skey from the workspace that created this ledger (keep it "
+                "mode 600) and name it in .custody/config.toml: ledger_key = \"/path/to/"
+                "ledger.skey\" (a new workspace: `custody init --ledger URL --ledger-key FILE`)",
             )
         if not self._signer_checked:
             with self._read() as session:
@@ -230,7 +233,7 @@ class Ledger:
                 what = f"{name} has no version {number}" if sep else f"no artifact named {name}"
                 what += f" as of checkpoint {as_of}" if as_of is not None else ""
                 raise NotFoundError(
-                    f"{what} in the ledger", hint="list artifacts with `custody lineage`",
+                    f"{what} in the ledger", hint="list the recorded versions with `custody list`",
                     subject=ref,
                 )
             return rows[-1]
