@@ -110,3 +110,22 @@ def test_record_honours_workspace_pickle_allow_globals(ws, cli, make_file) -> No
                       'signers = ["local"]\n[pickle]\nallow_globals = ["mylib.other.Thing"]\n')
     cli("record", f, "--name", "m", "--kind", "model", cwd=ws.root).expect(
         1, "mylib.models.Estimator")
+
+
+def test_sha256_ref_resolves_a_recorded_directory(ws, cli, make_file) -> None:  # type: ignore[no-untyped-def]
+    folder = ws.root / "shards"
+    make_file(folder / "a.csv", "x,y\n1,2\n")
+    make_file(folder / "sub" / "b.csv", "x,y\n3,4\n")
+    recorded = cli("record", folder, "--name", "shards", "--kind", "dataset", "--json",
+                   cwd=ws.root).expect(0).json()
+    algorithm, hexdigest = recorded["digest"].split(":")
+    assert algorithm == "sha256-manifest-v1"
+    for ref in (f"sha256:{hexdigest}", recorded["digest"]):
+        graph = cli("lineage", ref, "--json", cwd=ws.root).expect(0).json()
+        assert graph["root"] == "shards@1"
+    cli("record", make_file(ws.root / "m.bin", b"m"), "--name", "m", "--kind", "model",
+        "--input", f"sha256:{hexdigest}", cwd=ws.root).expect(0, "m@1")
+    up = cli("lineage", "m", "--json", cwd=ws.root).expect(0).json()
+    assert {n["ref"] for n in up["nodes"]} == {"m@1", "shards@1"}
+    cli("lineage", f"sha256:{'0' * 64}", cwd=ws.root).expect(2, "no recorded artifact",
+                                                            "custody list")

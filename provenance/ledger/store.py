@@ -205,6 +205,9 @@ class Ledger:
     def resolve(self, ref: str, *, as_of: int | None = None) -> ArtifactVersionPublic:
         """``NAME@VERSION``, ``NAME`` (latest) or ``sha256:HEX`` → one recorded version.
 
+        ``sha256:HEX`` also finds a directory by its root digest (``sha256-manifest-v1:HEX``
+        is the explicit form).
+
         With ``as_of`` (a checkpoint size), only versions recorded before it exist.
         """
         ref = ref.strip()
@@ -214,9 +217,16 @@ class Ledger:
             if digest:
                 rows = self._versions(
                     session, and_(col(ArtifactVersion.digest) == digest.group(2), limit))
-                rows = [r for r in rows if r.digest_algorithm == digest.group(1)]
+                # ``sha256:HEX`` names a file's digest or a directory's root digest (the
+                # SHA-256 of its canonical manifest, which is what its statement's subject says)
+                algorithms = ({"sha256", "sha256-manifest-v1"} if digest.group(1) == "sha256"
+                              else {digest.group(1)})
+                rows = [r for r in rows if r.digest_algorithm in algorithms]
                 if not rows:
-                    raise NotFoundError(f"no recorded artifact has digest {ref}", subject=ref)
+                    raise NotFoundError(
+                        f"no recorded artifact has digest {ref}", subject=ref,
+                        hint="`custody hash PATH` prints a file's or directory's digest; "
+                        "`custody list` lists the recorded versions")
                 return rows[-1]
             name, sep, number = ref.partition("@")
             if sep and not number.isdigit():
