@@ -193,7 +193,7 @@ def test_malformed_dvc_file_is_an_error(repo: Path) -> None:
     ("model.pkl", "dvc/model.pkl"),
     ("./data//x.parquet", "dvc/data/x.parquet-"),
     ("my data/\u00fc.csv", "dvc/my_data/_.csv-"),
-    ("../shared/raw.csv", "dvc/__/shared/raw.csv-"),
+    ("../outside/raw.csv", "dvc/__/outside/raw.csv-"),
     ("a/" + "b" * 300, "dvc/a/"),
 ])
 def test_artifact_names(path: str, name: str) -> None:
