@@ -44,18 +44,18 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from custody.provenance.api import record
-    from custody.provenance.policy import Policy
-    from custody.provenance.safe_load import load_torch, open_verified, read_parquet
-    from custody.provenance.verify import verify
+    from custody.provenance.policy.core import Policy
+    from custody.provenance.recording.api import record
+    from custody.provenance.verification.safe_load import load_torch, open_verified, read_parquet
+    from custody.provenance.verification.verify import verify
 
 _LAZY = {
-    "record": "custody.provenance.api",
-    "verify": "custody.provenance.verify",
-    "Policy": "custody.provenance.policy",
-    "open_verified": "custody.provenance.safe_load",
-    "load_torch": "custody.provenance.safe_load",
-    "read_parquet": "custody.provenance.safe_load",
+    "record": "custody.provenance.recording.api",
+    "verify": "custody.provenance.verification.verify",
+    "Policy": "custody.provenance.policy.core",
+    "open_verified": "custody.provenance.verification.safe_load",
+    "load_torch": "custody.provenance.verification.safe_load",
+    "read_parquet": "custody.provenance.verification.safe_load",
 }
 
 

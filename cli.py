@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from custody import __version__
-from custody import _render as render
-from custody._cli_audit import audit_app
-from custody._cli_common import (
+from custody._commands import render
+from custody._commands.audit import audit_app
+from custody._commands.common import (
     STATE,
     Activity,
     ActivityOpt,
@@ -31,29 +31,28 @@ from custody._cli_common import (
     SymlinkOpt,
     Threshold,
     ThresholdOpt,
-    build_policy,
     choice,
     current_workspace,
     make_signer,
     one_of,
     open_workspace_ledger,
     optional_workspace,
-    parse_threshold,
     read_bytes,
     read_text,
     size_hint,
     use_custody_help,
     want_json,
 )
-from custody._cli_dvc import dvc_app
-from custody._cli_service import serve as serve_cmd
-from custody._cli_service import token_app
+from custody._commands.dvc import dvc_app
+from custody._commands.service import serve as serve_cmd
+from custody._commands.service import token_app
 from custody.errors import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, CustodyError, UsageError
+from custody.provenance.verification.policy_options import build_policy, parse_threshold
 
 if TYPE_CHECKING:
-    from custody.provenance.checkpoint import NoteVerifier
-    from custody.provenance.output_file import OutputFile
-    from custody.provenance.policy import Policy
+    from custody.provenance.log.checkpoint import NoteVerifier
+    from custody.provenance.policy.core import Policy
+    from custody.provenance.recording.output_file import OutputFile
 
 app = typer.Typer(
     name="custody",
@@ -172,7 +171,7 @@ def hash_cmd(
       custody hash models/resnet
       custody hash data/train.parquet --json
     """
-    from custody.provenance.hashing import hash_path
+    from custody.provenance.hashing.files import hash_path
 
     with render.progress("hashing", size_hint(path), enabled=not want_json(as_json)) as tick:
         manifest = hash_path(path, allow_symlinks=allow_symlinks, progress=tick)
@@ -207,37 +206,32 @@ def scan(
       custody scan models --threshold high --sarif scan.sarif
       custody scan data/new.parquet --baseline train@1
     """
-    from custody.provenance.hashing import iter_files
+    from custody.provenance.scanning.step import DatasetOptions, scan_path, with_dataset_checks
     from custody.validators.interface import ScanOptions
-    from custody.validators.scan import scan_files
 
     limit = parse_threshold(threshold or "medium")
     options = ScanOptions()
     if policy_file is not None:
-        from custody.provenance.policy_file import load_policy
+        from custody.provenance.policy.file import load_policy
 
         policy = load_policy(policy_file)
         limit = parse_threshold(threshold) if threshold else policy.scan_threshold
         options = ScanOptions(extra_safe_globals=policy.extra_safe_globals)
-    files = [(p, rel, p.stat().st_size)
-             for p, rel in iter_files(path, allow_symlinks=allow_symlinks)]
     with render.progress("scanning", size_hint(path), enabled=not want_json(as_json)):
-        report = scan_files(str(path), files, threshold=limit, options=options)
+        report = scan_path(path, threshold=limit, options=options, allow_symlinks=allow_symlinks)
     extra: dict[str, object] = {}
     if baseline is not None or label is not None or id_column is not None:
-        from custody.provenance.datasets import assess_dataset, merge
-
         ws = optional_workspace()
         ledger = ws.open_ledger() if ws is not None else None
         try:
-            assessment = assess_dataset(path, ledger=ledger, name=None, baseline=baseline,
-                                        label=label, id_column=id_column)
+            report, assessment = with_dataset_checks(
+                report, path, ledger=ledger, name=None,
+                dataset=DatasetOptions(baseline=baseline, label=label, id_column=id_column))
         finally:
             if ledger is not None:
                 ledger.close()
         if assessment is None:
             raise UsageError(f"{path} is not a Parquet or CSV table")
-        report = merge(report, assessment)
         extra = {"schema_fingerprint": assessment.claims.get("schema_fingerprint"),
                  "baseline": assessment.claims.get("baseline")}
     if sarif is not None:
@@ -307,7 +301,7 @@ def record_cmd(
     """Hash, scan, sign and append PATH to the ledger; print NAME@VERSION and the digest.
 
     Every output is validated before anything else, written under the append lock and renamed
-    into place after the commit (see custody.provenance.record): a bad --bundle-out or
+    into place after the commit (see custody.provenance.recording.record): a bad --bundle-out or
     --oms-out exits 2 with nothing appended.
 
     \b
@@ -318,8 +312,9 @@ def record_cmd(
     """
     from contextlib import ExitStack
 
-    from custody.provenance.output_file import OutputFile, check_distinct
-    from custody.provenance.record import DatasetOptions, record
+    from custody.provenance.recording.output_file import OutputFile, check_distinct
+    from custody.provenance.recording.record import record
+    from custody.provenance.scanning.step import DatasetOptions
 
     if oms_out is not None and kind != "model":
         raise UsageError(f"--oms-out is for models; this is a {kind}", subject=str(oms_out),
@@ -433,14 +428,14 @@ def verify_cmd(
       custody verify models/resnet --bundle rn.sigstore --key keys/release.pub
       custody verify --dvc-stage train
     """
-    from custody.provenance.checkpoint import NoteVerifier
+    from custody.provenance.log.checkpoint import NoteVerifier
 
     if bundle is not None and receipt is not None:
         raise UsageError("give --bundle or --receipt, not both")
     if (path is None) == (dvc_stage is None):
         raise UsageError("give PATH or --dvc-stage NAME (one of them)")
     if trusted_root is not None:  # a missing or invalid root is an error, whatever is verified
-        from custody.provenance.policy import check_trusted_root
+        from custody.provenance.policy.core import check_trusted_root
         from custody.signing.sigstore_verify import SigstoreTrust
 
         check_trusted_root(SigstoreTrust(trusted_root=trusted_root))
@@ -461,12 +456,12 @@ def verify_cmd(
     assert path is not None  # noqa: S101 - checked above
     with render.progress("hashing", size_hint(path), enabled=not want_json(as_json)) as tick:
         if bundle is not None:
-            from custody.provenance.verify_bundle import verify_standalone
+            from custody.provenance.verification.standalone import verify_standalone
 
             report = verify_standalone(path, read_text(bundle), policy, bundle_path=bundle,
                                        allow_symlinks=allow_symlinks)
         elif receipt is not None:
-            from custody.provenance.verify_bundle import verify_receipt_file
+            from custody.provenance.verification.standalone import verify_receipt_file
 
             if pinned is None:
                 raise UsageError("checking a receipt needs the ledger's key",
@@ -474,7 +469,7 @@ def verify_cmd(
             report = verify_receipt_file(path, read_bytes(receipt), policy, pinned,
                                          source=str(receipt), allow_symlinks=allow_symlinks)
         else:
-            from custody.provenance.verify import verify
+            from custody.provenance.verification.verify import verify
 
             ledger = open_workspace_ledger(current_workspace())
             try:
@@ -490,8 +485,8 @@ def verify_cmd(
 
 def _verify_dvc_stage(stage: str, lock: Path, policy: Policy, pinned: NoteVerifier | None, *,
                       as_json: bool, allow_symlinks: bool) -> None:
-    from custody.provenance.dvc import stage_outputs
-    from custody.provenance.verify import verify
+    from custody.provenance.hashing.dvc import stage_outputs
+    from custody.provenance.verification.verify import verify
 
     ledger = open_workspace_ledger(current_workspace())
     try:
@@ -530,7 +525,7 @@ def lineage_cmd(
       custody lineage resnet@1
       custody lineage train@1 --downstream --format dot
     """
-    from custody.provenance.lineage import lineage
+    from custody.provenance.verification.lineage import lineage
 
     fmt = render.lineage_format(fmt, as_json=want_json(as_json))
     ws = current_workspace()
@@ -596,7 +591,7 @@ def bundle_cmd(
       custody bundle resnet@1 --out resnet.sigstore
       custody bundle resnet --oms --out model.sig
     """
-    from custody.provenance.output_file import OutputFile
+    from custody.provenance.recording.output_file import OutputFile
 
     with OutputFile.prepare(out) if out is not None else nullcontext() as target:
         ledger = open_workspace_ledger(current_workspace())
@@ -679,7 +674,7 @@ def revoke(
     Example:
       custody revoke train@2 --reason "label leakage found in rows 1200-1300"
     """
-    from custody.provenance.revocation import revoke as do_revoke
+    from custody.provenance.recording.revocation import revoke as do_revoke
 
     ws = current_workspace()
     signer = make_signer(ws, key=key, cert=None, cert_chain=[], sigstore=False, staging=False,
@@ -714,7 +709,7 @@ def policy_check(
     Example:
       custody policy check .custody/policy.toml
     """
-    from custody.provenance.policy_file import load_policy
+    from custody.provenance.policy.file import load_policy
 
     policy = load_policy(path)
     rules = [{"kind": r.kind, "name": r.name, "signers": r.signers.describe()}

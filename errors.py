@@ -70,6 +70,40 @@ class SigningError(CustodyError):
     """A statement could not be signed."""
 
 
+class PolicyFileError(UsageError):
+    """The policy file is malformed; the message names the key."""
+
+
+class VersionConflict(UsageError):
+    """A submitted statement was signed for a version that is no longer the next one."""
+
+
+class WebhookSignatureError(UsageError):
+    """A webhook delivery's HMAC signature, timestamp or headers do not check out."""
+
+
+class RequestError(UsageError):
+    """An HTTP request the service refuses before handling it (token, role, size, endpoint).
+
+    ``status`` is the HTTP status it answers with; ``headers`` go on the response."""
+
+    def __init__(self, status: int, message: str, *, hint: str,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.headers = headers
+
+
+class ReportedOutcome(CustodyError):
+    """A command that has already shown its report ends with this report's exit code.
+
+    The CLI prints nothing more for it: the report (a scan table, its JSON) said why."""
+
+    def __init__(self, exit_code: int, message: str = "see the report above"):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 # --- refusals (exit 1) -----------------------------------------------------------------------
 
 

@@ -34,12 +34,22 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, insert, text
 
-from custody.provenance.checkpoint import Checkpoint, NoteSigner, sign_checkpoint, verify_checkpoint
 from custody.provenance.ledger import models
-from custody.provenance.ledger.log import encode_frontier
 from custody.provenance.ledger.store import Ledger
-from custody.provenance.lineage import lineage
-from custody.provenance.merkle import CompactRange, leaf_hash, verify_consistency, verify_inclusion
+from custody.provenance.ledger.tree import encode_frontier
+from custody.provenance.log.checkpoint import (
+    Checkpoint,
+    NoteSigner,
+    sign_checkpoint,
+    verify_checkpoint,
+)
+from custody.provenance.log.merkle import (
+    CompactRange,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+from custody.provenance.verification.lineage import lineage
 from custody.provenance.workspace import Workspace, init_workspace, load_workspace
 from custody.signing.statement import canonical_json
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from custody.provenance.merkle import (
+from custody.provenance.log.merkle import (
     build_nodes,
     consistency_plan,
     consistency_proof,

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from custody.errors import RefusedError, UsageError
 from custody.provenance.ledger.audit import audit_ledger
-from custody.provenance.lineage import LineageGraph, lineage
-from custody.provenance.policy import Policy
-from custody.provenance.record import DatasetOptions, RecordResult, record
-from custody.provenance.verify import VerificationReport, verify
+from custody.provenance.policy.core import Policy
+from custody.provenance.recording.record import RecordResult, record
+from custody.provenance.scanning.step import DatasetOptions
+from custody.provenance.verification.lineage import LineageGraph, lineage
+from custody.provenance.verification.verify import VerificationReport, verify
 from custody.provenance.workspace import CONFIG, DIRNAME, Workspace, init_workspace, load_workspace
 from custody.signing.key_signer import ECKeySigner
 from custody.signing.keys import load_private_key

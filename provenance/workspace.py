@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 from custody.errors import KeyMaterialError, LedgerError, UsageError
 
 if TYPE_CHECKING:
-    from custody.provenance.checkpoint import NoteSigner, NoteVerifier
     from custody.provenance.ledger.store import Ledger
+    from custody.provenance.log.checkpoint import NoteSigner, NoteVerifier
     from custody.validators.interface import ScanOptions
 
 DIRNAME = ".custody"
@@ -60,7 +60,7 @@ class Workspace:
         """The checkpoint-signing key, when this workspace may append."""
         if self.ledger_key is None:
             return None
-        from custody.provenance.checkpoint import NoteSigner
+        from custody.provenance.log.checkpoint import NoteSigner
 
         check_private_key_file(self.ledger_key)
         try:
@@ -74,7 +74,7 @@ class Workspace:
         """The pinned checkpoint verifier key, if this workspace has one."""
         if self.ledger_vkey is None:
             return None
-        from custody.provenance.checkpoint import NoteVerifier
+        from custody.provenance.log.checkpoint import NoteVerifier
 
         return NoteVerifier.from_vkey(self.ledger_vkey)
 
@@ -91,7 +91,7 @@ class Workspace:
         path = self.policy_file()
         if path is None:
             return ScanOptions()
-        from custody.provenance.policy_file import load_policy
+        from custody.provenance.policy.file import load_policy
 
         return ScanOptions(extra_safe_globals=load_policy(path).extra_safe_globals)
 
@@ -257,8 +257,8 @@ def init_workspace(
     With ``ledger`` naming a database that already holds a Custody ledger, connect to it: pin its
     checkpoint key, and append only if ``ledger_key`` (its private checkpoint key) is given.
     """
-    from custody.provenance.checkpoint import NoteSigner
     from custody.provenance.ledger.store import Ledger
+    from custody.provenance.log.checkpoint import NoteSigner
     from custody.signing.keys import generate_key_pair
 
     home = directory.absolute() / DIRNAME
@@ -300,7 +300,7 @@ def init_workspace(
 
 def _check_join_key(path: Path, vkey: str) -> None:
     """The key given to join an existing ledger must be that ledger's checkpoint key."""
-    from custody.provenance.checkpoint import NoteSigner
+    from custody.provenance.log.checkpoint import NoteSigner
 
     check_private_key_file(path)
     try:

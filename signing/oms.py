@@ -1,4 +1,7 @@
-"""OpenSSF Model Signing (OMS): build the model statement, and verify a model against one.
+"""OpenSSF Model Signing (OMS): the model statement, its parsing and the comparison of manifests.
+
+This module never reads the model: hashing a model directory, signing it and verifying it on
+disk live in :mod:`custody.provenance.verification.oms_files`.
 
 The statement (predicate ``https://model_signing/signature/v1.0``) lists every file of the model
 as a resource ``{name, algorithm: sha256, digest}``; its one subject is the model's name with a
@@ -21,19 +24,16 @@ import binascii
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from custody.errors import ArtifactError, VerificationError
-from custody.provenance.hashing import default_workers, iter_files, sha256_file
-from custody.provenance.manifest import Manifest
+from custody.errors import VerificationError
 from custody.signing.bundle_info import load_bundle_json
-from custody.signing.interface import BundleVerifier, Signer, VerifiedPayload
+from custody.signing.interface import VerifiedPayload
 from custody.signing.key_signer import ECKeyVerifier
 from custody.signing.keys import key_hint
 from custody.signing.statement import Statement, Subject
@@ -98,72 +98,6 @@ def root_digest(resources: Iterable[OmsResource]) -> str:
     return h.hexdigest()
 
 
-def hash_model(model_path: Path, *, ignore_paths: Iterable[str] = (),
-               signature_path: Path | None = None, allow_symlinks: bool = False,
-               ignore_git_paths: bool = True) -> OmsManifest:
-    """Hash a model file or directory into its OMS manifest.
-
-    ``ignore_paths`` are relative to the model directory; a directory ignores all below it. The
-    signature file, when inside the model, is ignored and recorded as ignored, as model_signing
-    does; so are the git paths (``.git``, ``.github``, ...) unless ``ignore_git_paths`` is off.
-    """
-    ignored = [_check_ignore(p) for p in ignore_paths]
-    if signature_path is not None and model_path.is_dir():
-        rel = _relative_to(signature_path, model_path)
-        if rel is not None:
-            ignored.append(rel)
-    if ignore_git_paths:
-        ignored.extend(GIT_PATHS)
-    recorded = sorted(set(ignored))
-    resources = _hash_files(model_path, recorded, allow_symlinks)
-    serialization_args: dict[str, Any] = {"method": "files", "hash_type": "sha256",
-                                          "allow_symlinks": allow_symlinks}
-    if recorded and model_path.is_dir():
-        serialization_args["ignore_paths"] = recorded
-    return OmsManifest(model_name=_model_name(model_path), resources=resources,
-                       serialization=serialization_args)
-
-
-def oms_manifest_from(manifest: Manifest, model_path: Path) -> OmsManifest:
-    """The OMS manifest of a model already hashed by Custody (no second pass over the bytes).
-
-    The same files, names and ordering as :func:`hash_model` with its defaults: git paths are
-    left out, resources are ordered as model_signing orders them, a single file is ``"."``.
-    """
-    if not manifest.is_directory:
-        resources: tuple[OmsResource, ...] = (OmsResource(SINGLE_FILE, manifest.digest),)
-        serialization: dict[str, Any] = {"method": "files", "hash_type": "sha256",
-                                         "allow_symlinks": False}
-    else:
-        prefixes = [PurePosixPath(p) for p in GIT_PATHS]
-        resources = tuple(sorted(
-            (OmsResource(f.relpath, f.sha256) for f in manifest.files
-             if not any(PurePosixPath(f.relpath).is_relative_to(p) for p in prefixes)),
-            key=lambda r: PurePosixPath(r.name)))
-        serialization = {"method": "files", "hash_type": "sha256", "allow_symlinks": False,
-                         "ignore_paths": sorted(GIT_PATHS)}
-    return OmsManifest(model_name=_model_name(model_path), resources=resources,
-                       serialization=serialization)
-
-
-def build_oms_statement(model_path: Path, *, ignore_paths: Iterable[str] = (),
-                        signature_path: Path | None = None,
-                        allow_symlinks: bool = False) -> Statement:
-    """The OMS in-toto statement for a model, ready to sign (``statement.to_bytes()``)."""
-    return hash_model(model_path, ignore_paths=ignore_paths, signature_path=signature_path,
-                      allow_symlinks=allow_symlinks).statement()
-
-
-def sign_model(model_path: Path, signer: Signer, signature_path: Path, *,
-               ignore_paths: Iterable[str] = (), allow_symlinks: bool = False) -> OmsManifest:
-    """Sign a model in OMS form and write the bundle to ``signature_path`` (model.sig)."""
-    manifest = hash_model(model_path, ignore_paths=ignore_paths, signature_path=signature_path,
-                          allow_symlinks=allow_symlinks)
-    signature_path.write_text(signer.sign_statement(manifest.statement().to_bytes()),
-                              encoding="utf-8")
-    return manifest
-
-
 def parse_oms_statement(statement: Statement | bytes, *, source: str = "signature"
                         ) -> OmsManifest:
     """Read a signed OMS statement; refuse one whose resources do not hash to its subject."""
@@ -192,7 +126,7 @@ def parse_oms_statement(statement: Statement | bytes, *, source: str = "signatur
         raise VerificationError(f"{source}: OMS serialization parameters are malformed",
                                 rule="oms.malformed", subject=source)
     for entry in ignore:
-        _check_ignore(entry, source=source)
+        check_ignore_path(entry, source=source)
     resources = _resources(predicate.get("resources"), source)
     subject = stmt.subjects[0]
     claimed = subject.digest["sha256"].lower()
@@ -203,35 +137,6 @@ def parse_oms_statement(statement: Statement | bytes, *, source: str = "signatur
             rule="oms.inconsistent", subject=source,
         )
     return OmsManifest(model_name=subject.name, resources=resources, serialization=dict(args))
-
-
-def verify_model(model_path: Path, signature_path: Path, verifier: BundleVerifier, *,
-                 ignore_git_paths: bool = True) -> OmsVerification:
-    """Verify ``model_path`` against the OMS signature file ``signature_path``.
-
-    Refusals: the verifier's own (signature, identity, chain); ``oms.*`` for the statement;
-    ``oms.changed_file``, ``oms.missing_file``, ``oms.extra_file`` for the model's files.
-    """
-    source = str(signature_path)
-    try:
-        text = signature_path.read_bytes()
-    except OSError as exc:
-        raise ArtifactError(f"cannot read signature {signature_path}: {exc.strerror or exc}",
-                            hint="pass the signature file (model.sig) with --bundle",
-                            subject=source) from None
-    verified = verifier.verify_bundle(text, source=source)
-    expected = parse_oms_statement(verified.payload, source=source)
-    ignored = list(expected.ignore_paths)
-    if model_path.is_dir():
-        rel = _relative_to(signature_path, model_path)
-        if rel is not None:
-            ignored.append(rel)
-        if ignore_git_paths:
-            ignored.extend(GIT_PATHS)
-    allow = bool(expected.serialization.get("allow_symlinks", False))
-    actual = _hash_files(model_path, ignored, allow)
-    compare_manifests(expected, actual, model=str(model_path))
-    return OmsVerification(manifest=expected, signer=verified.signer, payload=verified)
 
 
 def compare_manifests(expected: OmsManifest, actual: Sequence[OmsResource], *,
@@ -289,26 +194,6 @@ class OmsKeyVerifier:
         return ECKeyVerifier(self._keys).verify_bundle(bundle_json, source=source)
 
 
-def _hash_files(model_path: Path, ignored: Iterable[str], allow_symlinks: bool
-                ) -> tuple[OmsResource, ...]:
-    prefixes = [PurePosixPath(p) for p in ignored]
-    single = model_path.is_file()
-    planned = [
-        (path, SINGLE_FILE if single else rel)
-        for path, rel in iter_files(model_path, allow_symlinks=allow_symlinks)
-        if single or not any(PurePosixPath(rel).is_relative_to(p) for p in prefixes)
-    ]
-
-    def one(item: tuple[Path, str]) -> OmsResource:
-        return OmsResource(name=item[1], digest=sha256_file(item[0], follow=True)[1]
-                           if single or allow_symlinks else sha256_file(item[0])[1])
-
-    with ThreadPoolExecutor(max_workers=default_workers(),
-                            thread_name_prefix="custody-oms") as pool:
-        resources = list(pool.map(one, planned))
-    return tuple(sorted(resources, key=lambda r: PurePosixPath(r.name)))
-
-
 def _resources(raw: Any, source: str) -> tuple[OmsResource, ...]:
     if not isinstance(raw, list) or not raw:
         raise VerificationError(f"{source}: OMS predicate lists no resources",
@@ -336,7 +221,7 @@ def _resources(raw: Any, source: str) -> tuple[OmsResource, ...]:
     return tuple(out)
 
 
-def _check_ignore(entry: Any, *, source: str = "ignore_paths") -> str:
+def check_ignore_path(entry: Any, *, source: str = "ignore_paths") -> str:
     pure = PurePosixPath(str(entry)) if isinstance(entry, str) else None
     if pure is None or str(pure) in ("", ".") or pure.is_absolute() or ".." in pure.parts:
         raise VerificationError(
@@ -346,18 +231,6 @@ def _check_ignore(entry: Any, *, source: str = "ignore_paths") -> str:
             subject=source,
         )
     return str(pure)
-
-
-def _relative_to(path: Path, root: Path) -> str | None:
-    try:
-        rel = path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return None
-    return rel.as_posix() if rel.parts else None
-
-
-def _model_name(model_path: Path) -> str:
-    return model_path.name or model_path.resolve().name
 
 
 def _raw_public_key(raw: Any, source: str) -> ec.EllipticCurvePublicKey:

@@ -6,11 +6,11 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from custody.provenance.attestation import RecordedInput, build_statement
+from custody.provenance.hashing.manifest import FileEntry, Manifest
 from custody.provenance.ledger.append import InputLink, SignedRecord
 from custody.provenance.ledger.models import ArtifactVersionPublic
 from custody.provenance.ledger.store import Ledger
-from custody.provenance.manifest import FileEntry, Manifest
+from custody.provenance.verification.attestation import RecordedInput, build_statement
 from custody.signing.key_signer import ECKeySigner
 from custody.signing.keys import load_private_key
 

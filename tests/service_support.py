@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from custody.provenance.attestation import RecordedInput, build_statement
+from custody.provenance.hashing.manifest import FileEntry, Manifest
 from custody.provenance.ledger.store import Ledger
-from custody.provenance.manifest import FileEntry, Manifest
 from custody.provenance.service.tokens import create_token
+from custody.provenance.verification.attestation import RecordedInput, build_statement
 from custody.signing.key_signer import ECKeySigner
 from custody.signing.keys import load_private_key
 
@@ -44,7 +44,7 @@ def make_tokens(url: str) -> dict[str, str]:
 @contextmanager
 def running_server(home: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
                    log: Path | None = None) -> Iterator[str]:
-    """`custody serve` (via python -m custody.provenance.service) in ``home``; yields its URL.
+    """`custody serve` (via python -m custody) in ``home``; yields its URL.
 
     Synchronised on the server's own output, not on the clock: uvicorn prints "Uvicorn running
     on" once its socket listens and the application has started, and this waits for that line
@@ -55,7 +55,7 @@ def running_server(home: Path, *, env: dict[str, str] | None = None, args: tuple
     log_path = log or home / f"server-{port}.log"
     out = log_path.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "custody.provenance.service", "serve", "--host", "127.0.0.1",
+        [sys.executable, "-m", "custody", "serve", "--host", "127.0.0.1",
          "--port", str(port), *args], cwd=home, env=full_env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT)
     assert proc.stdout is not None

@@ -85,7 +85,6 @@ def _run_unprivileged(fn) -> int:  # type: ignore[no-untyped-def]
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
 def test_unreadable_file(tmp_path, capfd) -> None:  # type: ignore[no-untyped-def]
     from custody.cli import main
-    from custody.provenance import hashing  # noqa: F401 - loaded before privileges drop
 
     target = tmp_path / "secret.bin"
     target.write_bytes(b"cannot read me")

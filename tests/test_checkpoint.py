@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from custody.errors import KeyMaterialError
-from custody.provenance.checkpoint import (
+from custody.provenance.log.checkpoint import (
     MAX_SIGNATURES,
     Checkpoint,
     CheckpointError,

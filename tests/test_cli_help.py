@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import typer
 
-from custody._cli_common import Activity, Kind, Role, Threshold
+from custody._commands.common import Activity, Kind, Role, Threshold
 from custody.cli import app
 
 ROOT: Any = typer.main.get_command(app)

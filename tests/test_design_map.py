@@ -2,7 +2,7 @@
 
 docs/design.md is the project's map: every path it names (backticked in the prose, or an entry
 of the layout tree, whose indented entries live in the folder above them) must exist. README.md
-and docs/*.md name repository paths in backticks too (``provenance/record.py``,
+and docs/*.md name repository paths in backticks too (``provenance/recording/record.py``,
 ``tests/test_ledger_log.py::test_name`` (the test must exist), ``tests/test_dvc_*.py``, ``.ci/run``,
 ``tests/ledger_helpers.append_one`` for a function of a module): those that start with one of the
 repository's top-level folders must exist (a ``*`` must match something).

@@ -19,16 +19,16 @@ from pathlib import Path
 import pytest
 
 from custody.errors import UsageError, VerificationError
-from custody.provenance.dvc import (
+from custody.provenance.hashing.dvc import (
     HASH_LEGACY,
-    artifact_name,
     check_dvc_workspace,
     check_out,
     file_md5,
     load_lock,
     read_dvc_file,
 )
-from custody.provenance.dvc.check import cache_dir
+from custody.provenance.hashing.dvc.check import cache_dir
+from custody.provenance.integrations.dvc_lock import artifact_name
 
 BIG = b"x" * (2**20 - 1) + b"\r\n" + b"line\r\n" * 1000  # CRLF split across the 1 MiB chunks
 FILES: dict[str, bytes] = {
@@ -250,7 +250,7 @@ def test_folder_hash_leaves_no_listing_in_memory(template: Path) -> None:
     long-running process hashing folders would grow without bound unless it is removed."""
     from fsspec.implementations.memory import MemoryFileSystem
 
-    from custody.provenance.dvc.hashing import DirEntry, dir_md5
+    from custody.provenance.hashing.dvc.md5 import DirEntry, dir_md5
 
     before = dict(MemoryFileSystem.store)
     md5, _size, _nfiles, _ = recorded(template, "data/folder")

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from custody.errors import UsageError, VerificationError
-from custody.provenance.dvc import check_dvc_workspace, load_lock, stage_outputs
+from custody.provenance.hashing.dvc import check_dvc_workspace, load_lock, stage_outputs
 
 PY = shlex.quote(sys.executable)
 PREPARE = (
@@ -221,7 +221,7 @@ import json, os, sys
 from pathlib import Path
 before = dict(os.environ)
 import custody.cli
-import custody.provenance.dvc as dvc_support
+import custody.provenance.hashing.dvc as dvc_support
 info = dvc_support.check_dvc_workspace(Path(sys.argv[1]) / "data" / "raw.csv")
 lock = dvc_support.load_lock(Path(sys.argv[1]) / "dvc.lock")
 print(json.dumps({"environ_changed": sorted(set(os.environ.items()) ^ set(before.items())),
@@ -320,7 +320,7 @@ def _dvc_view(root: Path) -> dict[str, Any]:
 
 
 def _custody_view(root: Path) -> dict[str, Any]:
-    from custody.provenance.dvc import iter_tracked, read_dvc_file
+    from custody.provenance.hashing.dvc import iter_tracked, read_dvc_file
 
     def entry(o: Any) -> tuple[Any, ...]:
         return (o.resolved, o.hash_name, o.md5, o.size, o.nfiles)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from custody.errors import VerificationError
-from custody.provenance.hashing import hash_path, sha256_file
-from custody.provenance.manifest import Manifest, diff_manifests
+from custody.provenance.hashing.files import hash_path, sha256_file
+from custody.provenance.hashing.manifest import Manifest, diff_manifests
 
 
 def test_file_digest_is_plain_sha256(tmp_path: Path) -> None:

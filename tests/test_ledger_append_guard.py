@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, delete, insert, select, update
 
 from custody.errors import AuditError
-from custody.provenance.ledger import log
+from custody.provenance.ledger import tree as log
 from custody.provenance.ledger.models import (
     ArtifactVersion,
     CheckpointRow,
@@ -24,7 +24,7 @@ from custody.provenance.ledger.models import (
     Revocation,
     table_of,
 )
-from custody.provenance.merkle import CompactRange, build_nodes
+from custody.provenance.log.merkle import CompactRange, build_nodes
 from custody.provenance.workspace import load_workspace
 
 HELPERS = Path(__file__).resolve().parent / "ledger_helpers.py"
@@ -119,7 +119,7 @@ def test_revocation_removed_from_the_middle_refuses_the_next_append(
 
 def test_planted_head_note_signed_by_another_key_refuses_the_append(
         ws, cli, make_file) -> None:  # type: ignore[no-untyped-def]
-    from custody.provenance.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
+    from custody.provenance.log.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 
     victim = _history_with_a_revocation_in_the_middle(ws, cli)
     _remove_entry_and_rebuild(ws, victim, head_note_from=None)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from custody.errors import LedgerError, VerificationError
-from custody.provenance.checkpoint import NoteVerifier, verify_checkpoint
 from custody.provenance.ledger.audit import audit_ledger
 from custody.provenance.ledger.store import Ledger
-from custody.provenance.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
+from custody.provenance.log.checkpoint import NoteVerifier, verify_checkpoint
+from custody.provenance.log.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
 from custody.provenance.workspace import load_workspace
 
 HELPERS = Path(__file__).resolve().parent / "ledger_helpers.py"
@@ -134,7 +134,7 @@ def test_audit_detects_direct_database_tampering(ws, cli, attack: str) -> None: 
                a='"version":1', b='"version":7', i=victim)
         expected = ("audit.entry_edited", f"entry {victim}")
     elif attack == "update_payload_and_leaf":
-        from custody.provenance.merkle import leaf_hash as lh
+        from custody.provenance.log.merkle import leaf_hash as lh
 
         payload = ws.sql("SELECT payload FROM ledger_entries WHERE idx = :i", i=victim)[0][0]
         forged = payload.replace('"activity":"trained_on"', '"activity":"derived_from"')
@@ -145,7 +145,7 @@ def test_audit_detects_direct_database_tampering(ws, cli, attack: str) -> None: 
     elif attack == "update_signature":
         import json
 
-        from custody.provenance.merkle import leaf_hash as lh
+        from custody.provenance.log.merkle import leaf_hash as lh
         from custody.signing.statement import canonical_json
 
         payload = json.loads(ws.sql("SELECT payload FROM ledger_entries WHERE idx = 0")[0][0])
@@ -196,7 +196,7 @@ def test_forked_checkpoint_is_detected(ws, cli) -> None:  # type: ignore[no-unty
         _helpers().append_records(ledger, ws.home, 3, with_inputs=False)
         signer = load_workspace(ws.home).ledger_signer()
         assert signer is not None
-        from custody.provenance.checkpoint import Checkpoint, sign_checkpoint
+        from custody.provenance.log.checkpoint import Checkpoint, sign_checkpoint
 
         head = ledger.head()
         forked = sign_checkpoint(Checkpoint(signer.name, head.size, b"\x11" * 32), signer)
@@ -208,7 +208,7 @@ def test_forked_checkpoint_is_detected(ws, cli) -> None:  # type: ignore[no-unty
 
 
 def test_wrong_ledger_key_is_refused(ws, cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from custody.provenance.checkpoint import NoteSigner
+    from custody.provenance.log.checkpoint import NoteSigner
 
     other = NoteSigner.generate("custody.ledger/impostor").verifier().vkey
     config = ws.home / "config.toml"

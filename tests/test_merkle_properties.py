@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from custody.provenance.merkle import (
+from custody.provenance.log.merkle import (
     EMPTY_ROOT,
     CompactRange,
     MerkleProofError,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from custody.provenance.merkle import (
+from custody.provenance.log.merkle import (
     MerkleProofError,
     build_nodes,
     consistency_proof,

@@ -16,10 +16,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from custody.errors import VerificationError
+from custody.provenance.verification.oms_files import sign_model, verify_model
 from custody.signing.cert_signer import CertChainSigner, CertChainVerifier
 from custody.signing.key_signer import ECKeySigner
 from custody.signing.keys import public_pem
-from custody.signing.oms import OmsKeyVerifier, sign_model, verify_model
+from custody.signing.oms import OmsKeyVerifier
 
 ms_signing = pytest.importorskip("model_signing.signing")
 ms_verifying = pytest.importorskip("model_signing.verifying")

@@ -16,18 +16,16 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from custody.errors import VerificationError
+from custody.provenance.verification.oms_files import (
+    build_oms_statement,
+    hash_model,
+    verify_model,
+)
 from custody.signing.cert_signer import CertChainVerifier
 from custody.signing.interface import BundleVerifier
 from custody.signing.key_signer import ECKeySigner
 from custody.signing.keys import load_public_key
-from custody.signing.oms import (
-    OMS_PREDICATE,
-    OmsKeyVerifier,
-    build_oms_statement,
-    hash_model,
-    parse_oms_statement,
-    verify_model,
-)
+from custody.signing.oms import OMS_PREDICATE, OmsKeyVerifier, parse_oms_statement
 from custody.signing.sigstore_verify import (
     IdentityPolicy,
     SigstoreTrust,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from custody.provenance.policy_file import PolicyFileError, load_policy
+from custody.errors import PolicyFileError
+from custody.provenance.policy.file import load_policy
 from custody.provenance.workspace import load_workspace
 from custody.signing.key_signer import ECKeySigner
 from custody.signing.keys import load_private_key
@@ -207,7 +208,7 @@ class _UnsignedSigner(ECKeySigner):
 
 @pytest.mark.parametrize("depth", [1, 3])
 def test_chain_with_unsigned_dataset_refused(ws, cli, make_file, depth) -> None:  # type: ignore[no-untyped-def]
-    from custody.provenance.record import record
+    from custody.provenance.recording.record import record
 
     workspace = load_workspace(ws.home)
     unsigned = _UnsignedSigner(load_private_key(ws.home / "keys" / "signing.key"))

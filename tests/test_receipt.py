@@ -7,20 +7,20 @@ from collections.abc import Callable
 
 import pytest
 
-from custody.provenance.checkpoint import (
+from custody.provenance.log.checkpoint import (
     Checkpoint,
     CheckpointError,
     NoteSigner,
     sign_checkpoint,
 )
-from custody.provenance.merkle import (
+from custody.provenance.log.merkle import (
     MerkleProofError,
     build_nodes,
     inclusion_proof,
     leaf_hash,
     root_from_store,
 )
-from custody.provenance.receipt import (
+from custody.provenance.log.receipt import (
     HEADER,
     Receipt,
     ReceiptError,

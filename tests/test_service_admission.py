@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from custody.provenance.service.admission import ref_from_uri
+from custody.provenance.integrations.kubernetes import ref_from_uri
 
 _spec = importlib.util.spec_from_file_location(
     "service_support", Path(__file__).with_name("service_support.py"))

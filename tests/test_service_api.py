@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from custody.provenance.merkle import verify_consistency, verify_inclusion
+from custody.provenance.log.merkle import verify_consistency, verify_inclusion
 
 _spec = importlib.util.spec_from_file_location(
     "service_support", Path(__file__).with_name("service_support.py"))

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from custody.provenance.exports import to_cyclonedx, to_openlineage, to_prov
+from custody.provenance.integrations.exports import to_cyclonedx, to_openlineage, to_prov
 from custody.provenance.ledger.store import Ledger
-from custody.provenance.lineage import lineage
+from custody.provenance.verification.lineage import lineage
 
 _spec = importlib.util.spec_from_file_location(
     "service_support", Path(__file__).with_name("service_support.py"))

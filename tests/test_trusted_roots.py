@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from custody.errors import KeyMaterialError
-from custody.provenance.policy import Policy
+from custody.provenance.policy.core import Policy
 from custody.signing.sigstore_verify import SigstoreTrust
 
 VECTORS = Path(__file__).resolve().parent / "vectors" / "sigstore"  # see vector_paths.py

@@ -21,7 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from custody.errors import KeyMaterialError, UsageError, VerificationError
-from custody.provenance.checkpoint import (
+from custody.provenance.ledger.store import Ledger
+from custody.provenance.log.checkpoint import (
     Checkpoint,
     NoteSigner,
     NoteVerifier,
@@ -29,8 +30,7 @@ from custody.provenance.checkpoint import (
     split_note,
     verify_checkpoint,
 )
-from custody.provenance.ledger.store import Ledger
-from custody.provenance.witness import (
+from custody.provenance.log.witness import (
     Cosignature,
     Witness,
     WitnessKey,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from custody.errors import SigningError, UsageError
-from custody.provenance.output_file import OutputFile, write_output
+from custody.provenance.recording.output_file import OutputFile, write_output
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_data"
 
@@ -98,7 +98,7 @@ def test_both_outputs_written_and_verifiable(ws, cli, make_file
 def test_failure_after_signing_appends_nothing(ws, make_file) -> None:  # type: ignore[no-untyped-def]
     """A write that fails under the append lock (after signing, before the commit) rolls the
     whole record back: this is the ordering that `record --bundle-out` relies on."""
-    from custody.provenance.record import record
+    from custody.provenance.recording.record import record
     from custody.provenance.workspace import load_workspace
     from custody.signing.key_signer import ECKeySigner
     from custody.signing.keys import load_private_key

@@ -15,9 +15,8 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select
 
 from custody.errors import UsageError
-from custody.provenance.checkpoint import NoteSigner
-from custody.provenance.ledger import log
-from custody.provenance.ledger.log import NewEntry
+from custody.provenance.hashing.manifest import Manifest
+from custody.provenance.ledger import tree as log
 from custody.provenance.ledger.models import (
     Artifact,
     ArtifactVersion,
@@ -29,7 +28,8 @@ from custody.provenance.ledger.models import (
     table_of,
     to_utc,
 )
-from custody.provenance.manifest import Manifest
+from custody.provenance.ledger.tree import NewEntry
+from custody.provenance.log.checkpoint import NoteSigner
 from custody.signing.statement import Statement, canonical_json
 
 _ARTIFACTS = table_of(Artifact)

@@ -27,13 +27,13 @@ from sqlalchemy import LargeBinary, and_, cast, func, or_
 from sqlalchemy.exc import StatementError
 from sqlmodel import Session, col, select
 
-from custody.provenance.checkpoint import NoteVerifier, verify_checkpoint
 from custody.provenance.ledger.audit_index import EntryChecker
 from custody.provenance.ledger.audit_index import fail as _fail
-from custody.provenance.ledger.log import META_ORIGIN, META_VKEY, encode_frontier, read_meta
 from custody.provenance.ledger.models import CheckpointRow, LedgerEntry, MerkleNode
 from custody.provenance.ledger.store import Ledger
-from custody.provenance.merkle import CompactRange, NodeID, leaf_hash, verify_consistency
+from custody.provenance.ledger.tree import META_ORIGIN, META_VKEY, encode_frontier, read_meta
+from custody.provenance.log.checkpoint import NoteVerifier, verify_checkpoint
+from custody.provenance.log.merkle import CompactRange, NodeID, leaf_hash, verify_consistency
 
 _BATCH = 5000
 

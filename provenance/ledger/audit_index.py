@@ -19,6 +19,7 @@ from sqlalchemy.exc import StatementError
 from sqlmodel import Session, col, select
 
 from custody.errors import AuditError, CustodyError
+from custody.provenance.hashing.manifest import Manifest
 from custody.provenance.ledger.models import (
     Artifact,
     ArtifactVersion,
@@ -28,7 +29,6 @@ from custody.provenance.ledger.models import (
     SignedStatement,
     to_utc,
 )
-from custody.provenance.manifest import Manifest
 from custody.signing.bundle_info import (
     BundleKind,
     certificate_identity,

@@ -17,8 +17,9 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from custody.errors import LedgerError, NotFoundError, UsageError
-from custody.provenance.checkpoint import NoteSigner
-from custody.provenance.ledger import append, log
+from custody.provenance.hashing.manifest import Manifest
+from custody.provenance.ledger import append
+from custody.provenance.ledger import tree as log
 from custody.provenance.ledger.append import InputLink, SignedRecord
 from custody.provenance.ledger.engine import check_schema, make_engine, redact, write_transaction
 from custody.provenance.ledger.graph import NO_LIMIT, EdgeRow, walk_edges
@@ -35,7 +36,7 @@ from custody.provenance.ledger.models import (
     SignedStatement,
     utc_now,
 )
-from custody.provenance.manifest import Manifest
+from custody.provenance.log.checkpoint import NoteSigner
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 _DIGEST_RE = re.compile(r"^(sha256(?:-manifest-v1)?):([0-9a-f]{64})$")

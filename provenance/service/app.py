@@ -21,10 +21,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from custody import __version__
-from custody.errors import CustodyError, LedgerError, NotFoundError, RefusedError
-from custody.provenance.service.deps import HintedHTTPException
-from custody.provenance.service.ingest import VersionConflict
-from custody.provenance.service.mlflow_hook import SignatureError
+from custody.errors import (
+    CustodyError,
+    LedgerError,
+    NotFoundError,
+    RefusedError,
+    RequestError,
+    VersionConflict,
+    WebhookSignatureError,
+)
 from custody.provenance.service.settings import ServiceContext, Settings
 
 log = logging.getLogger("custody.service")
@@ -59,12 +64,6 @@ def _body_limit_hint(limit: int) -> str:
             "(or CUSTODY_SERVICE_MAX_BODY)")
 
 
-class BodyTooLarge(HintedHTTPException):
-    def __init__(self, limit: int):
-        super().__init__(413, f"the request body is larger than {limit} bytes",
-                         hint=_body_limit_hint(limit))
-
-
 class BodyLimit:
     """Refuse request bodies over the limit: by Content-Length up front, else while reading."""
 
@@ -95,7 +94,8 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise BodyTooLarge(self.limit)
+                    raise RequestError(413, f"the request body is larger than {self.limit} bytes",
+                                       hint=_body_limit_hint(self.limit))
             return message
 
         await self.app(scope, limited, send)
@@ -112,9 +112,11 @@ async def _plain(send: Send, status: int, message: str, hint: str) -> None:
 
 
 def status_for(exc: CustodyError) -> int:
+    if isinstance(exc, RequestError):
+        return exc.status
     if isinstance(exc, VersionConflict):
         return 409
-    if isinstance(exc, SignatureError):
+    if isinstance(exc, WebhookSignatureError):
         return 401
     if isinstance(exc, NotFoundError):
         return 404
@@ -136,13 +138,14 @@ def error_body(exc: CustodyError) -> dict[str, Any]:
 def _install_errors(app: FastAPI) -> None:
     async def custody_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, CustodyError)  # noqa: S101 - registered for CustodyError
-        return JSONResponse(error_body(exc), status_code=status_for(exc))
+        headers = exc.headers if isinstance(exc, RequestError) else None
+        return JSONResponse(error_body(exc), status_code=status_for(exc), headers=headers)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
-        # Starlette's own (no route: 404, wrong method: 405) and the service's (401, 403, 413)
+        # Starlette's own: no route (404), wrong method (405)
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it
-        hint = exc.hint if isinstance(exc, HintedHTTPException) else None
-        if hint is None and exc.status_code == 404:
+        hint = None
+        if exc.status_code == 404:
             hint = f"there is no endpoint {request.url.path[:200]}; {DOCS}"
         return JSONResponse({"error": "RequestError", "message": str(exc.detail),
                              "hint": hint_for(exc.status_code, hint)},

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 
+from custody.errors import RequestError
 from custody.provenance.service.settings import ServiceContext
 from custody.provenance.service.tokens import ROLES, TokenInfo, allows, authenticate
 
 COOKIE = "custody_token"
-
-
-class HintedHTTPException(HTTPException):
-    """An HTTP error raised by the service itself, with the ``hint`` its JSON body carries."""
-
-    def __init__(self, status: int, message: str, *, hint: str,
-                 headers: dict[str, str] | None = None):
-        super().__init__(status, message, headers=headers)
-        self.hint = hint
 
 
 def _how_to_send(cookie: bool) -> str:
@@ -52,20 +44,20 @@ def require(role: str, *, cookie: bool = False) -> Callable[[Request], TokenInfo
     def check(request: Request) -> TokenInfo:
         token = _presented(request, cookie=cookie)
         if not token:
-            raise HintedHTTPException(
+            raise RequestError(
                 401, "a bearer token is required",
                 hint=f"send a token of role {role} or stronger in {_how_to_send(cookie)}; "
                 f"{_how_to_get(role)}", headers={"WWW-Authenticate": "Bearer"})
         info = authenticate(context(request).ledger.engine, token)
         if info is None:
-            raise HintedHTTPException(
+            raise RequestError(
                 401, "the bearer token is unknown or revoked",
                 hint=f"send a live token in {_how_to_send(cookie)}: `custody token list` shows "
                 f"which are revoked; {_how_to_get(role)}",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         if not allows(info.role, role):
             enough = [r for r in ROLES if allows(r, role)]
-            raise HintedHTTPException(
+            raise RequestError(
                 403, f"this needs the {role} role; the token has {info.role}",
                 hint=f"use a token of role {' or '.join(enough)}; {_how_to_get(role)}")
         return info

@@ -10,14 +10,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from custody.errors import CustodyError, NotFoundError, RefusedError, UsageError
-from custody.provenance.service import admission, mlflow_hook
-from custody.provenance.service.checks import check_version
-from custody.provenance.service.deps import HintedHTTPException, context, require
+from custody.errors import CustodyError, NotFoundError, RefusedError, RequestError, UsageError
+from custody.provenance.integrations import kubernetes as admission
+from custody.provenance.integrations import mlflow as mlflow_hook
+from custody.provenance.service.deps import context, require
 from custody.provenance.service.page import NodeStatus, csp, render
 from custody.provenance.service.routes import MAX_DEPTH, lineage_graph
 from custody.provenance.service.settings import ADMISSION_MODES, ServiceContext
 from custody.provenance.service.tokens import TokenInfo
+from custody.provenance.verification.digest import check_version
 
 router = APIRouter()
 Reader = Annotated[TokenInfo, Depends(require("reader"))]
@@ -58,7 +59,7 @@ async def mlflow_webhook(request: Request) -> JSONResponse:
     ctx = context(request)
     secret = ctx.settings.mlflow_secret
     if not secret:
-        raise HintedHTTPException(
+        raise RequestError(
             404, "the MLflow webhook is not configured",
             hint="set CUSTODY_MLFLOW_WEBHOOK_SECRET to the webhook's secret in the environment "
             "of `custody serve` and restart it")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
-from custody.provenance.lineage import LineageGraph
+from custody.provenance.verification.lineage import LineageGraph
 
 _W, _H, _GAP_X, _GAP_Y, _PAD = 220, 56, 90, 28, 20
 

@@ -10,15 +10,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from custody.errors import LedgerError, NotFoundError, RefusedError, UsageError
-from custody.provenance import exports
+from custody.provenance.integrations import exports
 from custody.provenance.ledger.models import ArtifactVersionPublic, CheckpointRow
 from custody.provenance.ledger.store import Ledger
-from custody.provenance.lineage import LineageGraph, lineage
-from custody.provenance.merkle import leaf_hash
-from custody.provenance.service.checks import verify_digest
+from custody.provenance.log.merkle import leaf_hash
+from custody.provenance.recording.ingest import append_signed
 from custody.provenance.service.deps import context, require
-from custody.provenance.service.ingest import append_signed
 from custody.provenance.service.tokens import TokenInfo, create_token, list_tokens, revoke_token
+from custody.provenance.verification.digest import verify_digest
+from custody.provenance.verification.lineage import LineageGraph, lineage
 
 router = APIRouter()
 Reader = Annotated[TokenInfo, Depends(require("reader"))]

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 from custody.errors import UsageError
 
 if TYPE_CHECKING:
-    from custody.provenance.checkpoint import NoteVerifier
     from custody.provenance.ledger.store import Ledger
-    from custody.provenance.policy import Policy
+    from custody.provenance.log.checkpoint import NoteVerifier
+    from custody.provenance.policy.core import Policy
     from custody.provenance.workspace import Workspace
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
@@ -72,7 +72,7 @@ def build_policy(settings: Settings, workspace: Workspace) -> Policy:
     ``--policy FILE`` (CUSTODY_POLICY), else the workspace's ``.custody/policy.toml``, else the
     workspace's trusted keys; ``threshold`` overrides the scan threshold. The single place where
     the service's policy is built."""
-    from custody._cli_common import build_policy as cli_policy
+    from custody.provenance.verification.policy_options import build_policy as cli_policy
 
     return cli_policy(keys=[], identity=None, identity_regexp=None, issuer=None, ca_certs=[],
                       trusted_root=None, staging=False, threshold=settings.threshold,

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from custody.errors import LedgerError, NotFoundError, UsageError
 from custody.provenance.ledger.models import table_of, utc_now
-from custody.provenance.service.models import ServiceToken
+from custody.provenance.ledger.token_table import ServiceToken
 
 ROLES = ("reader", "auditor", "publisher", "admin")
 RANK = {"reader": 1, "auditor": 1, "publisher": 2, "admin": 3}

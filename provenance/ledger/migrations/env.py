@@ -6,7 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import custody.provenance.ledger.models
-import custody.provenance.service.models  # noqa: F401 - the service's token table
+import custody.provenance.ledger.token_table  # noqa: F401 - the service's token table
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -11,7 +11,7 @@ from alembic import op
 
 # The table's model must be on SQLModel.metadata wherever the migrations are (env.py imports only
 # the ledger models), so that the migrations and the models describe the same schema.
-import custody.provenance.service.models  # noqa: F401
+import custody.provenance.ledger.token_table  # noqa: F401
 
 revision = "0004"
 down_revision = "0003"
