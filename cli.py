@@ -46,7 +46,14 @@ from custody._commands.common import (
 from custody._commands.dvc import dvc_app
 from custody._commands.service import serve as serve_cmd
 from custody._commands.service import token_app
-from custody.errors import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, CustodyError, UsageError
+from custody.errors import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_REFUSED,
+    CustodyError,
+    ReportedOutcome,
+    UsageError,
+)
 from custody.provenance.verification.policy_options import build_policy, parse_threshold
 
 if TYPE_CHECKING:
@@ -245,11 +252,8 @@ def scan(
         render.emit_json({**report.to_json(), **extra})
     else:
         render.scan_table(report)
-    if any(f.rule_id in ("scanner.unreadable", "dataset.unreadable",
-                         "dataset.baseline_unreadable") for f in report.findings):
-        raise typer.Exit(EXIT_ERROR)
-    if report.refused:
-        raise typer.Exit(EXIT_REFUSED)
+    if report.exit_code != EXIT_OK:
+        raise ReportedOutcome(report.exit_code)
 
 
 @app.command("record")
@@ -339,19 +343,15 @@ def record_cmd(
             if oms_file is not None and oms_bundle is not None:
                 oms_file.write(oms_bundle)
 
-        ledger = ws.open_ledger(append=True)
-        try:
-            with render.progress("hashing", size_hint(path),
-                                 enabled=not want_json(as_json)) as tick:
-                result = record(path, name=name, kind=kind.value, ledger=ledger, signer=signer,
-                                inputs=inputs or [], activity=activity.value,
-                                threshold=parse_threshold(threshold) if threshold else None,
-                                allow_flagged=allow_flagged, allow_symlinks=allow_symlinks,
-                                oms=oms, progress=tick, tool_version=__version__,
-                                dataset=DatasetOptions(baseline, label, id_column),
-                                on_signed=write_outputs, scan_options=ws.scan_options())
-        finally:
-            ledger.close()
+        with ws.open_ledger(append=True) as ledger, render.progress(
+                "hashing", size_hint(path), enabled=not want_json(as_json)) as tick:
+            result = record(path, name=name, kind=kind.value, ledger=ledger, signer=signer,
+                            inputs=inputs or [], activity=activity.value,
+                            threshold=parse_threshold(threshold) if threshold else None,
+                            allow_flagged=allow_flagged, allow_symlinks=allow_symlinks,
+                            oms=oms, progress=tick, tool_version=__version__,
+                            dataset=DatasetOptions(baseline, label, id_column),
+                            on_signed=write_outputs, scan_options=ws.scan_options())
         for written in (bundle_file, oms_file):
             if written is not None:
                 _commit_output(written, result.version.ref)
@@ -471,12 +471,9 @@ def verify_cmd(
         else:
             from custody.provenance.verification.verify import verify
 
-            ledger = open_workspace_ledger(current_workspace())
-            try:
+            with open_workspace_ledger(current_workspace()) as ledger:
                 report = verify(path, policy, ledger=ledger, name=name, ledger_verifier=pinned,
                                 allow_symlinks=allow_symlinks, progress=tick)
-            finally:
-                ledger.close()
     if want_json(as_json):
         render.emit_json({"ok": True, **report.to_json()})
         return
@@ -488,12 +485,9 @@ def _verify_dvc_stage(stage: str, lock: Path, policy: Policy, pinned: NoteVerifi
     from custody.provenance.hashing.dvc import stage_outputs
     from custody.provenance.verification.verify import verify
 
-    ledger = open_workspace_ledger(current_workspace())
-    try:
+    with open_workspace_ledger(current_workspace()) as ledger:
         reports = [verify(out, policy, ledger=ledger, ledger_verifier=pinned,
                           allow_symlinks=allow_symlinks) for out in stage_outputs(stage, lock)]
-    finally:
-        ledger.close()
     if as_json:
         render.emit_json({"ok": True, "stage": stage, "outputs": [r.to_json() for r in reports]})
         return
@@ -532,12 +526,9 @@ def lineage_cmd(
     policy = build_policy(keys=[], identity=None, identity_regexp=None, issuer=None,
                           ca_certs=[], trusted_root=None, staging=False, threshold=None,
                           workspace=ws)  # marks come from verify's evaluation, same policy
-    ledger = open_workspace_ledger(ws)
-    try:
+    with open_workspace_ledger(ws) as ledger:
         graph = lineage(ledger, ref, upstream=upstream, depth=depth, as_of=as_of,
                         policy=policy, ledger_verifier=ws.ledger_verifier())
-    finally:
-        ledger.close()
     render.lineage_render(graph, fmt)
 
 
@@ -553,11 +544,8 @@ def list_cmd(
       custody list
       custody list resnet --json
     """
-    ledger = open_workspace_ledger(current_workspace())
-    try:
+    with open_workspace_ledger(current_workspace()) as ledger:
         rows = ledger.list_versions(name)
-    finally:
-        ledger.close()
     if want_json(as_json):
         render.emit_json([r.model_dump(mode="json") | {"ref": r.ref} for r in rows])
         return
@@ -594,11 +582,8 @@ def bundle_cmd(
     from custody.provenance.recording.output_file import OutputFile
 
     with OutputFile.prepare(out) if out is not None else nullcontext() as target:
-        ledger = open_workspace_ledger(current_workspace())
-        try:
+        with open_workspace_ledger(current_workspace()) as ledger:
             stored = ledger.stored_record(ledger.resolve(ref))
-        finally:
-            ledger.close()
         text = stored.oms_bundle if oms else stored.bundle
         if text is None:
             raise UsageError(f"{stored.version.ref} has no OMS signature (only models get one)",
@@ -655,7 +640,7 @@ def quickstart(
         })
     if len(result.refusals) != expected:
         console.print("[bold red]quickstart: a tampered or malicious file was NOT refused[/]")
-        raise typer.Exit(EXIT_REFUSED)
+        raise ReportedOutcome(EXIT_REFUSED)
     console.print("[bold green]quickstart complete[/]: the model and its training data verify; "
                   "tampered, malicious and poisoned files are refused.")
 
@@ -679,11 +664,8 @@ def revoke(
     ws = current_workspace()
     signer = make_signer(ws, key=key, cert=None, cert_chain=[], sigstore=False, staging=False,
                          trust_config=None, identity_token=None)
-    ledger = ws.open_ledger(append=True)
-    try:
+    with ws.open_ledger(append=True) as ledger:
         result = do_revoke(ledger, ref, reason=reason, signer=signer)
-    finally:
-        ledger.close()
     if want_json(as_json):
         render.emit_json(result.to_json())
     else:
@@ -764,6 +746,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # usage errors (2), typer.Exit, --help
         code = exc.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_ERROR)
+    except ReportedOutcome as exc:  # the command has shown its report
+        return exc.exit_code
     except CustodyError as exc:
         render.error(exc, as_json=bool(STATE["json"]) or "--json" in (argv or sys.argv))
         return exc.exit_code

@@ -31,6 +31,9 @@ class Rule:
     summary: str  # what it means
     action: str  # what to do
     other_severities: tuple[str, ...] = ()  # severities the code also uses, by circumstance
+    # a finding that means the input could not be read at all: the command could not do its
+    # job, so it exits 2 (error), not 1 (refused)
+    input_unreadable: bool = False
     family: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -62,6 +65,10 @@ _LIMIT = ("the rest of the file was not inspected and it counts as unsafe; inspe
 
 def _f(rid: str, severity: str, summary: str, action: str, *others: str) -> Rule:
     return Rule(rid, "finding", severity, summary, action, others)
+
+
+def _unreadable(rid: str, summary: str, action: str) -> Rule:
+    return Rule(rid, "finding", "high", summary, action, input_unreadable=True)
 
 
 def _r(rid: str, summary: str, action: str) -> Rule:
@@ -298,8 +305,8 @@ _ALL: tuple[Rule, ...] = (
        "to restore it"),
     # --- scanner plumbing -------------------------------------------------------------------
     _f("scanner.crashed", "high", "a scanner crashed on the file; it fails closed", _UNSAFE),
-    _f("scanner.unreadable", "high", "the file cannot be read", "check the path and its "
-       "permissions, then scan again"),
+    _unreadable("scanner.unreadable", "the file cannot be read", "check the path and its "
+                "permissions, then scan again (the scan exits 2)"),
     _f("content.unreadable", "high", "the content cannot be read to the end", _UNREAD),
     _f("compressed.corrupt", "high", "a compressed stream cannot be decompressed", _UNREAD),
     _f("format.polyglot", "medium", "the content is both a pickle and a zip archive: loaders "
@@ -392,10 +399,10 @@ _ALL: tuple[Rule, ...] = (
     _f("zip.overlap", "medium", "two zip members overlap (zip-bomb or confusion technique)",
        _UNSAFE),
     # --- datasets ---------------------------------------------------------------------------
-    _f("dataset.unreadable", "high", "the snapshot cannot be read as a table (Parquet or CSV)",
-       "check the file and its format; the scan exits 2"),
-    _f("dataset.baseline_unreadable", "high", "the baseline cannot be read as a table",
-       "check the --baseline path or reference; the scan exits 2"),
+    _unreadable("dataset.unreadable", "the snapshot cannot be read as a table (Parquet or CSV)",
+                "check the file and its format; the scan exits 2"),
+    _unreadable("dataset.baseline_unreadable", "the baseline cannot be read as a table",
+                "check the --baseline path or reference; the scan exits 2"),
     _f("dataset.no_baseline", "info", "no baseline: only the profile and schema fingerprint "
        "were recorded", "pass --baseline PATH|REF to compare with a previous snapshot"),
     _f("dataset.poison_skipped", "info", "row-level poisoning checks were skipped (the baseline "

@@ -35,12 +35,9 @@ def audit_verify(
     from custody.provenance.ledger.audit import audit_ledger
 
     ws = current_workspace()
-    ledger = ws.open_ledger()
-    try:
+    with ws.open_ledger() as ledger:
         report = audit_ledger(ledger, ws.ledger_verifier(),
                               saved_checkpoints=tuple(read_bytes(p) for p in checkpoints or []))
-    finally:
-        ledger.close()
     if want_json(as_json):
         render.emit_json(report.to_json())
         return
@@ -68,11 +65,8 @@ def audit_checkpoint(
     from custody.provenance.recording.output_file import OutputFile
 
     with OutputFile.prepare(out) if out is not None else nullcontext() as target:
-        ledger = current_workspace().open_ledger()
-        try:
+        with current_workspace().open_ledger() as ledger:
             head = ledger.head()
-        finally:
-            ledger.close()
         if target is None:
             render.export(head.note, out=None, as_json=want_json(as_json), size=head.size)
             return
@@ -100,12 +94,9 @@ def audit_prove(
     from custody.provenance.verification.inclusion import export_receipt
 
     with OutputFile.prepare(out) if out is not None else nullcontext() as target:
-        ledger = current_workspace().open_ledger()
-        try:
+        with current_workspace().open_ledger() as ledger:
             version = ledger.resolve(ref)
             receipt = export_receipt(ledger, version.entry_idx)
-        finally:
-            ledger.close()
         meta = {"ref": version.ref, "entry": version.entry_idx}
         if target is None:
             render.export(receipt, out=None, as_json=want_json(as_json), **meta)

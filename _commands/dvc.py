@@ -23,7 +23,7 @@ from custody._commands.common import (
     one_of,
     want_json,
 )
-from custody.errors import EXIT_REFUSED, UsageError
+from custody.errors import EXIT_REFUSED, ReportedOutcome, UsageError
 from custody.provenance.verification.policy_options import parse_threshold
 
 dvc_app = typer.Typer(help="DVC pipelines: import dvc.lock as signed lineage, check tracked "
@@ -70,14 +70,11 @@ def dvc_import(
     ws = current_workspace()
     signer = make_signer(ws, key=key, cert=None, cert_chain=[], sigstore=sigstore,
                          staging=staging, trust_config=None, identity_token=identity_token)
-    ledger = ws.open_ledger(append=True)
-    try:
+    with ws.open_ledger(append=True) as ledger:
         result = import_dvc_lock(lockfile, ledger=ledger, signer=signer,
                                  model_outs=model_outs or (), exclude=exclude or (),
                                  threshold=parse_threshold(threshold),
                                  allow_flagged=allow_flagged, tool_version=__version__)
-    finally:
-        ledger.close()
     if want_json(as_json):
         render.emit_json(result.to_json())
         return
@@ -130,4 +127,4 @@ def dvc_status(
         if not statuses:
             render.err().print("no DVC-tracked paths")
     if bad:
-        raise typer.Exit(EXIT_REFUSED)
+        raise ReportedOutcome(EXIT_REFUSED)

@@ -100,11 +100,8 @@ def token_create(
     """
     from custody.provenance.service.tokens import create_token
 
-    ledger = current_workspace().open_ledger()
-    try:
+    with current_workspace().open_ledger() as ledger:
         token, info = create_token(ledger.engine, role.value, label)
-    finally:
-        ledger.close()
     if want_json(as_json):
         render.emit_json({"token": token, **info.to_json()})
         return
@@ -122,11 +119,8 @@ def token_list(as_json: JsonOpt = False) -> None:
     """
     from custody.provenance.service.tokens import list_tokens
 
-    ledger = current_workspace().open_ledger()
-    try:
+    with current_workspace().open_ledger() as ledger:
         tokens = list_tokens(ledger.engine)
-    finally:
-        ledger.close()
     if want_json(as_json):
         render.emit_json({"tokens": [t.to_json() for t in tokens]})
         return
@@ -150,11 +144,8 @@ def token_revoke(
     """
     from custody.provenance.service.tokens import revoke_token
 
-    ledger = current_workspace().open_ledger()
-    try:
+    with current_workspace().open_ledger() as ledger:
         revoke_token(ledger.engine, token_id)
-    finally:
-        ledger.close()
     if want_json(as_json):
         render.emit_json({"ok": True, "id": token_id, "revoked": True})
         return

@@ -162,12 +162,9 @@ def run(args: argparse.Namespace, pg: str) -> int:
         seed = r.json()
         load = Load(bases, tokens, signer, seed, args.seconds)
         wall = asyncio.run(load.run(args.clients))
-    ledger = ws.open_ledger()
-    try:
+    with ws.open_ledger() as ledger:
         stored = {v.ref for v in ledger.list_versions() if v.name.startswith("bench-c")}
         report = audit_ledger(ledger, ws.ledger_verifier())
-    finally:
-        ledger.close()
     lost = sorted(set(load.appended) - stored)
     extra = sorted(stored - set(load.appended))
     total = sum(len(v) for v in load.lat.values())

@@ -61,8 +61,7 @@ def run_quickstart(directory: Path, say: Callable[[str], None], *, version: str
     say(f"copied the sample data to {data}")
     signer = ECKeySigner(load_private_key(workspace.signing_key))
     policy = Policy.from_key_files(workspace.trusted_keys)
-    ledger = workspace.open_ledger(append=True)
-    try:
+    with workspace.open_ledger(append=True) as ledger:
         dataset = record(data / "dataset-v1.parquet", name="sample-dataset", kind="dataset",
                          ledger=ledger, signer=signer, tool_version=version)
         say(f"recorded {dataset.version.ref}  {dataset.manifest.ref}")
@@ -100,5 +99,3 @@ def run_quickstart(directory: Path, say: Callable[[str], None], *, version: str
         except RefusedError as exc:
             result.refusals.append(exc)
         return result
-    finally:
-        ledger.close()

@@ -35,10 +35,9 @@ def planted_copy(tmp_path: Path) -> Path:
     """A copy of the package (sources only) under ``tmp_path/custody``."""
     pkg = tmp_path / "custody"
     pkg.mkdir()
-    for name in os.listdir(REPO):
-        src = REPO / name
+    for src in REPO.iterdir():
         if src.is_file() and src.suffix in (".py", ".toml"):
-            shutil.copy2(src, pkg / name)
+            shutil.copy2(src, pkg / src.name)
     for folder in SOURCE_DIRS:
         shutil.copytree(REPO / folder, pkg / folder,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))

@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from custody.errors import EXIT_ERROR, EXIT_OK, EXIT_REFUSED
+
 
 class Severity(enum.IntEnum):
     INFO = 0
@@ -99,6 +101,16 @@ class ScanReport:
     @property
     def refused(self) -> bool:
         return self.verdict is not Verdict.CLEAN
+
+    @property
+    def exit_code(self) -> int:
+        """2 when some input could not be read at all (the registry's ``input_unreadable``
+        rules), 1 when the report refuses, 0 when it is clean."""
+        from custody.rules import RULES
+
+        if any(RULES[f.rule_id].input_unreadable for f in self.findings if f.rule_id in RULES):
+            return EXIT_ERROR
+        return EXIT_REFUSED if self.refused else EXIT_OK
 
     def blocking(self) -> list[Finding]:
         """Findings at or above the threshold, worst first."""
