@@ -1,8 +1,8 @@
 """Benchmark for issue 4: dataset validators against great-expectations and a statistics baseline.
 
-Every scenario of ``tests/dataset_scenarios.py`` (benign resamples, drift, every schema change,
-label flips, backdoors, conflicting duplicates, injected clusters) is written at the benchmark
-size (default: 240k-row snapshots against a 200k-row baseline), then each tool scans each
+Every scenario of ``tests/support/dataset_scenarios.py`` (benign resamples, drift, every schema
+change, label flips, backdoors, conflicting duplicates, injected clusters) is written at the
+benchmark size (default: 240k-row snapshots against a 200k-row baseline), then each tool scans each
 snapshot in its own fresh process (so peak RSS is per run):
 
 - ``custody``: ``compare_datasets(snapshot, baseline)``, the full scan (schema, drift, poisoning);
@@ -46,7 +46,8 @@ TOOLS = ("custody", "great-expectations", "stats")
 
 def _scenarios_module() -> Any:
     spec = importlib.util.spec_from_file_location("dataset_scenarios",
-                                                  REPO / "tests" / "dataset_scenarios.py")
+                                                  REPO / "tests" / "support"
+                                                  / "dataset_scenarios.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules["dataset_scenarios"] = mod
@@ -313,7 +314,8 @@ def _write_chunks(ds: Any, path: Path, n: int, seed: int, start_id: int,
 def render(res: dict[str, Any], big: dict[str, Any] | None, n_base: int, n_snap: int) -> str:
     count = res["count"]
     lines = [
-        f"{count} scenarios from `tests/dataset_scenarios.py`, each a {n_snap:,}-row snapshot "
+        f"{count} scenarios from `tests/support/dataset_scenarios.py`, each a {n_snap:,}-row "
+        "snapshot "
         f"(appends and copies: the baseline's size plus the change) against a {n_base:,}-row "
         "baseline; every tool runs in a fresh process per snapshot. Detection = flagged when "
         "the scenario is not clean (and not flagged when it is); class = the verdict names the "

@@ -78,7 +78,8 @@ WRITERS, DEPTH = 8, 20
 
 
 def helpers() -> Any:
-    spec = importlib.util.spec_from_file_location("h", REPO / "tests" / "ledger_helpers.py")
+    spec = importlib.util.spec_from_file_location(
+        "h", REPO / "tests" / "support" / "ledger_helpers.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -146,8 +147,8 @@ class Postgres:
 # --- 1. appends ----------------------------------------------------------------------------------
 
 def appender(home: Path) -> Callable[[int, str], None]:
-    """``run(count, prefix)``: append as tests/ledger_writer.py does (odd records trained on the
-    one before), each a real signed record through ``Ledger.append_version``."""
+    """``run(count, prefix)``: append as tests/support/ledger_writer.py does (odd records trained on
+    the one before), each a real signed record through ``Ledger.append_version``."""
     from custody.signing.key_signer import ECKeySigner
     from custody.signing.keys import load_private_key
 

@@ -1,6 +1,7 @@
 """Model-file scanner (issue 3): Custody against picklescan, modelscan and fickling, in one run.
 
-1. Detection and false alarms on the corpus of ``tests/scan_corpus.py`` (generated into a temp
+1. Detection and false alarms on the corpus of ``tests/support/scan_corpus.py`` (generated into a
+   temp
    dir): a malicious sample counts as detected when the tool reports it unsafe (any of its files);
    a benign one is a false positive when the tool flags it (Custody: a finding at medium or
    above; picklescan: a dangerous global; modelscan: an issue at medium or above; fickling: a
@@ -204,7 +205,7 @@ class CorpusResult:
 
 
 def load_corpus_module() -> ModuleType:
-    path = ROOT / "tests" / "scan_corpus.py"
+    path = ROOT / "tests" / "support" / "scan_corpus.py"
     spec = importlib.util.spec_from_file_location("custody_scan_corpus", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -345,7 +346,8 @@ def render_corpus(samples: list[Sample], results: list[CorpusResult]) -> list[st
     bad = [s for s in samples if s.malicious]
     good = [s for s in samples if not s.malicious]
     out = [
-        f"Corpus: `tests/scan_corpus.py`, {len(bad)} malicious samples and {len(good)} benign "
+        f"Corpus: `tests/support/scan_corpus.py`, {len(bad)} malicious samples and "
+        f"{len(good)} benign "
         f"files written by the real libraries ({sum(len(s.files) for s in samples)} files).",
         "",
         "| Tool | version | detection | false positives | crashes (malicious / benign) "

@@ -44,7 +44,7 @@ def _load(name: str, path: Path) -> Any:
     return module
 
 
-support = _load("service_support", REPO / "tests" / "service_support.py")
+support = _load("service_support", REPO / "tests" / "support" / "service_support.py")
 
 
 def pct(values: list[float], q: float) -> float:

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
+
+# tests/ on sys.path: the shared helpers import as ``support.NAME`` from any test folder.
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from custody.cli import main
 

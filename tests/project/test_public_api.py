@@ -1,0 +1,141 @@
+"""The documented library calls work as written, and raise only Custody errors.
+
+``custody.verify(path, policy)`` and ``custody.record(path, ...)`` find the ledger like the CLI
+(nearest ``.custody/``, ``$CUSTODY_LEDGER``, ``ledger=``) and check inclusion with the
+workspace's pinned ledger key; ``read_parquet`` and ``load_torch`` turn framework errors on
+verified bytes into :class:`custody.LoadError`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+import custody
+from custody.errors import ArtifactError, CustodyError, UsageError
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
+
+
+@pytest.fixture
+def project(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> Path:  # type: ignore[no-untyped-def]
+    root = tmp_path / "project"
+    root.mkdir()
+    cli("init", cwd=root).expect(0)
+    shutil.copyfile(SAMPLES / "dataset-v1.parquet", root / "train.parquet")
+    shutil.copyfile(SAMPLES / "model.pkl", root / "model.pkl")
+    (root / "policy.toml").write_text(
+        'version = 1\n[signers.team]\nkeys = [".custody/keys/signing.pub"]\n'
+        '[[trust]]\nsigners = ["team"]\n'
+        '[pickle]\nallow_globals = ["torch.nn.modules.linear.Linear"]\n', encoding="utf-8")
+    monkeypatch.chdir(root)
+    return root
+
+
+def _policy(root: Path) -> custody.Policy:
+    return custody.Policy.from_key_files([root / ".custody" / "keys" / "signing.pub"])
+
+
+def test_record_and_verify_as_documented(project: Path) -> None:
+    data = custody.record("train.parquet", name="train-set", kind="dataset")
+    model = custody.record("model.pkl", name="clf", kind="model", inputs=["train-set"])
+    assert (data.version.ref, model.version.ref) == ("train-set@1", "clf@1")
+    for policy in (_policy(project), "policy.toml", project / "policy.toml"):
+        report = custody.verify("model.pkl", policy)
+        assert report.artifact.ref == "clf@1"
+        assert [n.ref for n in report.chain] == ["train-set@1"]
+    (project / "model.pkl").write_bytes(b"tampered")
+    with pytest.raises(custody.VerificationError) as refused:
+        custody.verify("model.pkl", "policy.toml")
+    assert refused.value.rule == "record.not_found"
+
+
+def test_ledger_found_from_argument_environment_and_parents(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    custody.record("model.pkl", name="clf", kind="model")
+    below = project / "deep" / "er"
+    below.mkdir(parents=True)
+    monkeypatch.chdir(below)  # nearest .custody/ upward
+    assert custody.verify(project / "model.pkl", project / "policy.toml").artifact.ref == "clf@1"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(UsageError, match="no ledger"):
+        custody.verify(project / "model.pkl", project / "policy.toml")
+    url = f"sqlite:///{project / '.custody' / 'ledger.db'}"
+    for ledger in (url, str(project), project):
+        report = custody.verify(project / "model.pkl", project / "policy.toml", ledger=ledger)
+        assert report.artifact.ref == "clf@1"
+    monkeypatch.setenv("CUSTODY_LEDGER", url)
+    assert custody.verify(project / "model.pkl", project / "policy.toml").artifact.ref == "clf@1"
+    second = custody.record(project / "model.pkl", name="clf2", kind="model",
+                            ledger=str(project), signer=project / ".custody/keys/signing.key")
+    assert second.version.ref == "clf2@1"
+
+
+def test_verify_checks_inclusion_with_the_workspaces_pinned_ledger_key(
+        project: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """A ledger whose checkpoints are signed by another key than the one pinned in the
+    workspace (a substituted database) is refused by the library call, as by the CLI."""
+    custody.record("model.pkl", name="clf", kind="model")
+    other = tmp_path / "other"
+    other.mkdir()
+    cli("init", cwd=other).expect(0)
+    config = project / ".custody" / "config.toml"
+    foreign = re.search(r'^ledger_vkey = ".*"$',
+                        (other / ".custody" / "config.toml").read_text(), re.M)
+    assert foreign is not None
+    config.write_text(re.sub(r'^ledger_vkey = ".*"$', lambda _: foreign.group(0),
+                             config.read_text(), flags=re.M))
+    with pytest.raises(custody.VerificationError) as refused:
+        custody.verify("model.pkl", "policy.toml")
+    assert refused.value.rule.startswith("checkpoint.")
+    cli("verify", "model.pkl", cwd=project).expect(1, refused.value.rule)
+
+
+def test_read_parquet_of_a_file_that_is_not_parquet_raises_load_error(project: Path) -> None:
+    (project / "notes.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    custody.record("notes.csv", name="notes", kind="dataset")
+    with pytest.raises(custody.LoadError, match=r"cannot read it as Parquet") as caught:
+        custody.read_parquet("notes.csv", "policy.toml")
+    assert caught.value.hint and caught.value.subject == "notes.csv"
+    custody.record("train.parquet", name="train-set", kind="dataset")
+    assert custody.read_parquet("train.parquet", "policy.toml").num_rows > 0
+
+
+def test_load_torch_of_a_whole_pickled_module_raises_load_error(project: Path) -> None:
+    """A whole nn.Module saved with torch.save(model) passes a policy that allows its class,
+    but weights_only loading refuses it: a LoadError saying to save the state_dict."""
+    torch = pytest.importorskip("torch")
+    torch.save(torch.nn.Linear(2, 2), project / "whole.pt")
+    torch.save(torch.nn.Linear(2, 2).state_dict(), project / "state.pt")
+    custody.record("whole.pt", name="whole", kind="model", threshold="high")
+    custody.record("state.pt", name="state", kind="model")
+    with pytest.raises(custody.LoadError, match="Unsupported global") as caught:
+        custody.load_torch("whole.pt", "policy.toml")
+    assert caught.value.hint is not None and "state_dict" in caught.value.hint
+    state = custody.load_torch("state.pt", "policy.toml")
+    assert set(state) == {"weight", "bias"}
+    (project / "junk.pt").write_bytes(b"\x00" * 100)
+    custody.record("junk.pt", name="junk", kind="model")
+    with pytest.raises(custody.LoadError, match=r"torch\.load cannot read"):
+        custody.load_torch("junk.pt", "policy.toml")
+
+
+def test_bad_arguments_raise_custody_errors(project: Path) -> None:
+    custody.record("model.pkl", name="clf", kind="model")
+    with pytest.raises(ArtifactError):
+        custody.verify("missing.pkl", "policy.toml")
+    with pytest.raises(UsageError, match=r"missing\.toml"):
+        custody.verify("model.pkl", "missing.toml")
+    with pytest.raises(UsageError, match=r"custody\.Policy"):
+        custody.verify("model.pkl", 42)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="weights_only"):
+        custody.load_torch("model.pkl", "policy.toml", weights_only=False)
+    with pytest.raises(UsageError, match="severity"):
+        custody.record("model.pkl", name="clf", kind="model", threshold="loud")
+    with pytest.raises(CustodyError):
+        custody.read_parquet("missing.parquet", "policy.toml")
