@@ -199,8 +199,15 @@ _ALL: tuple[Rule, ...] = (
        "the witness's user alone: chown it to that user and chmod 700 it"),
     _r("witness.signature_invalid", "a witness cosignature does not verify: the checkpoint or "
        "the cosignature line was altered, or forged", _COSIGN),
-    _r("witness.stale", "the newest witness cosignature is older than the allowed maximum age",
-       _COSIGN),
+    _r("witness.stale", "fewer of the quorum's witness cosignatures than it needs are younger "
+       "than the allowed maximum age", _COSIGN),
+    _r("witness.not_covered", "the policy requires witnesses, and the record's ledger entry is "
+       "in no checkpoint found cosigned (it is newer than all of them, or none was found)",
+       "have each witness cosign the ledger's current checkpoint (`custody audit witness "
+       "--out` into the policy's cosigned folder), then verify again"),
+    _r("witness.cosigned_invalid", "a file in the policy's cosigned folder is not a signed "
+       "checkpoint, or one of this ledger that does not verify under its key", "replace it "
+       "with what `custody audit witness --out FILE` writes, or move it out of the folder"),
     _r("witness.state_invalid", "a witness's saved state for a log is unreadable or belongs to "
        "another log", "restore the state file from the witness's backup; do not delete it, "
        "or the witness trusts the next checkpoint on first use"),
@@ -500,7 +507,7 @@ def render_markdown() -> str:
         "and exits 1.",
         "",
         "This file is generated from `rules.py`: run `python -m custody.rules > docs/rules.md`",
-        "after changing a rule (tests/test_rules_registry.py checks that they agree).",
+        "after changing a rule (tests/project/test_rules_registry.py checks that they agree).",
     ]
     families: dict[str, list[Rule]] = {}
     for r in [*RULES.values(), *PATTERNS.values()]:

@@ -10,6 +10,7 @@ import typer
 
 from custody._commands import render
 from custody._commands.common import JsonOpt, OutOpt, current_workspace, read_bytes, want_json
+from custody._commands.witness import witness_app
 
 audit_app = typer.Typer(help="Check the ledger's Merkle log, export checkpoints and receipts."
                         "\n\n\b\nExamples:\n"
@@ -109,3 +110,5 @@ def audit_prove(
     render.err().print(f"wrote the receipt of {version.ref} (entry {version.entry_idx}) to "
                        f"{render.esc(out)}")
 
+
+audit_app.registered_commands += witness_app.registered_commands  # audit witness[-keygen]

@@ -219,17 +219,46 @@ def _cosign(note: bytes | str, key: WitnessKey, timestamp: int) -> tuple[bytes, 
     return text + b"\n" + "".join(lines).encode(), cosig
 
 
+def merge_cosigned(notes: Sequence[bytes | str]) -> bytes:
+    """One signed note of the checkpoint that all ``notes`` carry (each witness writes its own
+    copy), with the signature lines of all of them: each line once, and of the cosignatures of one
+    key (name and key ID) only the newest. Checks no signature; ``CheckpointError`` if a note is
+    malformed, ``ValueError`` if the notes are of different checkpoints."""
+    if not notes:
+        raise ValueError("no note to merge")
+    text: bytes | None = None
+    lines: dict[object, tuple[int, str]] = {}
+    for note in notes:
+        body, sigs = split_note(note)
+        Checkpoint.parse(body)
+        if text is not None and body != text:
+            raise ValueError("the notes to merge are of different checkpoints")
+        text = body
+        for sig in sigs:
+            cosig = Cosignature.from_line(sig)
+            if cosig is None:  # the log's own signature, or another kind: kept as it is
+                lines.setdefault(sig.line(), (0, sig.line()))
+                continue
+            key, seen = (sig.name, sig.key_id), lines.get((sig.name, sig.key_id))
+            if seen is None or cosig.timestamp > seen[0]:
+                lines[key] = (cosig.timestamp, sig.line())
+    assert text is not None  # noqa: S101 - notes is not empty
+    return text + b"\n" + "".join(line for _, line in lines.values()).encode()
+
+
 def verify_cosignatures(note: bytes | str, witnesses: Sequence[WitnessVerifier], *, quorum: int,
                         max_age: timedelta | int | None, now: Now,
                         max_skew: int = MAX_SKEW) -> list[Cosignature]:
-    """Check that ``quorum`` of ``witnesses`` cosigned ``note`` and that the newest cosignature
-    is at most ``max_age`` old (a timedelta or seconds; None: any age); return the valid ones,
-    one per witness (its newest), in ``witnesses`` order.
+    """Check that ``quorum`` of ``witnesses`` cosigned ``note`` at most ``max_age`` ago (a
+    timedelta or seconds; None: any age); return the cosignatures that count, one per witness
+    (its newest), in ``witnesses`` order.
 
-    Lines of unknown keys are ignored (a witness is known by name AND key ID). Refused: a known
-    witness's line that does not verify (``witness.signature_invalid``), one dated more than
-    ``max_skew`` seconds after ``now`` (``witness.future_timestamp``), too few witnesses
-    (``witness.quorum_not_met``), too old (``witness.stale``).
+    Only a cosignature no older than ``max_age`` counts towards the quorum: a witness that
+    stopped cosigning vouches for nothing recent. Lines of unknown keys are ignored (a witness
+    is known by name AND key ID). Refused: a known witness's line that does not verify
+    (``witness.signature_invalid``), one dated more than ``max_skew`` seconds after ``now``
+    (``witness.future_timestamp``), too few witnesses (``witness.quorum_not_met``), enough
+    witnesses but too few of them recently (``witness.stale``).
     """
     if len({w.public_key.public_bytes_raw() for w in witnesses}) != len(witnesses):
         raise errors.UsageError("two configured witnesses share one public key; cosignature/v1 "
@@ -258,13 +287,17 @@ def verify_cosignatures(note: bytes | str, witnesses: Sequence[WitnessVerifier],
             + ", ".join(k for k in labels if k not in valid),
             rule="witness.quorum_not_met", subject=where, hint=_HINT_COSIGN)
     limit = timedelta(seconds=max_age) if isinstance(max_age, int) else max_age
-    newest = max(valid.values(), key=lambda c: c.timestamp, default=None)
-    if limit is not None and newest and timedelta(seconds=at - newest.timestamp) > limit:
+    fresh = {k: c for k, c in valid.items()
+             if limit is None or timedelta(seconds=at - c.timestamp) <= limit}
+    if len(fresh) < quorum:
+        old = sorted((c for k, c in valid.items() if k not in fresh), key=lambda c: -c.timestamp)
         raise VerificationError(
-            f"the newest cosignature on checkpoint {where} ({newest.label}, {newest.iso}) is "
-            f"older than the maximum age {limit}", rule="witness.stale", subject=where,
-            hint=_HINT_COSIGN)
-    return [valid[k] for k in labels if k in valid]
+            f"checkpoint {where} has {len(fresh)} of the {quorum} witness cosignatures the "
+            f"quorum needs no older than {limit}: "
+            + "; ".join(f"the cosignature by {c.label} ({c.iso}) is older than the maximum age "
+                        f"{limit}" for c in old),
+            rule="witness.stale", subject=where, hint=_HINT_COSIGN)
+    return [fresh[k] for k in labels if k in fresh]
 
 
 def _cosignatures(note: bytes | str, witnesses: Sequence[WitnessVerifier], *,
@@ -300,12 +333,16 @@ def detect_rollback(head_note: bytes | str, witnessed_note: bytes | str,
     """
     head = verify_checkpoint(head_note, ledger_verifier, subject="the ledger's head")
     seen = verify_checkpoint(witnessed_note, ledger_verifier, subject="the witnessed checkpoint")
-    _compare(seen, head, prove_consistency, evidence="the witnessed checkpoint")
+    check_extends(seen, head, prove_consistency, evidence="the witnessed checkpoint")
     return head
 
 
-def _compare(old: Checkpoint, new: Checkpoint, prove: ProveConsistency | None, *,
-             evidence: str) -> None:
+def check_extends(old: Checkpoint, new: Checkpoint, prove: ProveConsistency | None, *,
+                  evidence: str) -> None:
+    """Refuse unless ``new`` extends ``old`` (both already verified): a smaller ``new`` is
+    ``witness.rollback``, the same size with another root ``witness.fork``, a larger one that
+    ``prove`` does not prove consistent ``witness.inconsistent`` (no check without ``prove``).
+    ``evidence`` names what to keep (it goes in the hint)."""
     where, hint = f"{new.origin}@{new.size}", _HINT_EVIDENCE.format(evidence=evidence)
     if new.size < old.size:
         raise VerificationError(
@@ -393,7 +430,7 @@ class Witness:
             state = self._load(cp.origin, ledger_verifier)
             if state is not None:
                 evidence = f"the witness state {self.state_path(cp.origin)}"
-                _compare(state[0], cp, prove_consistency, evidence=evidence)
+                check_extends(state[0], cp, prove_consistency, evidence=evidence)
             cosigned, cosig = _cosign(note, self.key, _unix(now))
             self._store(cp.origin, ledger_verifier, cosigned)  # persisted before it is returned
         return Witnessed(cosigned, cp, cosig, state[0].size if state else None)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from custody.errors import KeyMaterialError, UsageError, VerificationError
+from custody.provenance.log.witness import WitnessVerifier
 from custody.signing.interface import BundleVerifier
 from custody.signing.keys import load_public_key
 from custody.signing.sigstore_verify import IdentityPolicy, SigstoreTrust
@@ -33,6 +35,38 @@ class SignerRule:
     def matches(self, kind: str, name: str) -> bool:
         return (self.kind is None or self.kind == kind) and (
             self.name is None or fnmatch.fnmatchcase(name, self.name))
+
+
+@dataclass(frozen=True)
+class WitnessPolicy:
+    """``[witness]``: every artifact verified must be covered by a checkpoint of the ledger that
+    ``quorum`` of ``witnesses`` cosigned, each counted cosignature at most ``max_age`` old (None:
+    any age). ``cosigned`` are the files, or directories of files, holding cosigned checkpoints
+    (``custody audit witness --out``); every one of them must also agree with the ledger's head
+    (no rollback, no fork)."""
+
+    witnesses: tuple[WitnessVerifier, ...]
+    quorum: int
+    cosigned: tuple[Path, ...]
+    max_age: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if not self.witnesses:
+            raise UsageError("a witness policy names no witness",
+                             hint="list each witness's name and vkey (docs/policy.md, [witness])")
+        if len({w.public_key.public_bytes_raw() for w in self.witnesses}) != len(self.witnesses):
+            raise UsageError("two witnesses of the policy share one public key",
+                             hint="list each witness's vkey once")
+        if not 1 <= self.quorum <= len(self.witnesses):
+            raise UsageError(f"a witness quorum of {self.quorum} cannot be met by "
+                             f"{len(self.witnesses)} witness(es)",
+                             hint=f"set the quorum between 1 and {len(self.witnesses)}")
+        if not self.cosigned:
+            raise UsageError("a witness policy says nowhere to find cosigned checkpoints",
+                             hint="set cosigned to the file or directory that `custody audit "
+                             "witness --out` writes to")
+        if self.max_age is not None and self.max_age <= timedelta(0):
+            raise UsageError("a witness max_age must be positive")
 
 
 @dataclass(frozen=True)
@@ -58,6 +92,7 @@ class Policy:
     expectation_suites: tuple[Path, ...] = ()
     extra_safe_globals: frozenset[str] = field(default_factory=frozenset)
     max_age_days: int | None = None
+    witness: WitnessPolicy | None = None  # require cosigned checkpoints ([witness])
     source: str = "command line"
 
     def __post_init__(self) -> None:

@@ -7,20 +7,26 @@ The format is documented in docs/policy.md; ``custody policy check FILE`` valida
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from custody.errors import KeyMaterialError, PolicyFileError, UsageError
-from custody.provenance.policy.core import Policy, SignerRule, check_trusted_root
+from custody.provenance.log.witness import WitnessVerifier
+from custody.provenance.policy.core import Policy, SignerRule, WitnessPolicy, check_trusted_root
 from custody.signing.sigstore_verify import IdentityPolicy, Instance, SigstoreTrust
 from custody.signing.trusted_signers import TrustedSigners
 from custody.validators.findings import Severity
 
 _TOP = {"version", "signers", "sigstore", "trust", "scan", "lineage", "datasets", "pickle",
-        "artifacts"}
+        "artifacts", "witness"}
 _KINDS = ("dataset", "model")
+_WITNESS = {"witnesses", "quorum", "max_age", "max_age_hours", "cosigned"}
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_VKEY = re.compile(r"[^+\s]+\+[0-9a-fA-F]{8}\+[A-Za-z0-9+/]+=*")
 
 
 @dataclass(frozen=True)
@@ -98,8 +104,86 @@ def parse_policy(data: dict[str, Any], path: Path) -> Policy:
                                                  "pickle.allow_globals")),
         max_age_days=_optional_int(ctx, "artifacts.max_age_days",
                                    artifacts.get("max_age_days")),
+        witness=_witness(ctx, data["witness"]) if "witness" in data else None,
         source=str(path),
     )
+
+
+def _witness(ctx: _Ctx, raw: Any) -> WitnessPolicy:
+    """``[witness]``: witnesses = [{name, key}], quorum, max_age ("24h") or max_age_hours,
+    cosigned (a path or a list of paths: files or directories of cosigned checkpoints)."""
+    spec = ctx.table(raw, "witness", _WITNESS)
+    items = spec.get("witnesses")
+    if not isinstance(items, list) or not items:
+        raise ctx.fail("witness.witnesses", "must be a non-empty array of {name, key} tables")
+    witnesses = tuple(_witness_key(ctx, f"witness.witnesses[{i}]", item)
+                      for i, item in enumerate(items))
+    if len({w.name for w in witnesses}) != len(witnesses):
+        raise ctx.fail("witness.witnesses", "names one witness twice")
+    quorum = spec.get("quorum", len(witnesses))
+    if not isinstance(quorum, int) or isinstance(quorum, bool) or not (
+            1 <= quorum <= len(witnesses)):
+        raise ctx.fail("witness.quorum", f"must be a whole number from 1 to {len(witnesses)} "
+                       "(the number of witnesses listed)")
+    if "max_age" in spec and "max_age_hours" in spec:
+        raise ctx.fail("witness.max_age", "give max_age or max_age_hours, not both")
+    max_age = None
+    if "max_age" in spec:
+        max_age = _duration(ctx, "witness.max_age", spec["max_age"])
+    elif "max_age_hours" in spec:
+        hours = spec["max_age_hours"]
+        if not isinstance(hours, int | float) or isinstance(hours, bool) or not hours > 0:
+            raise ctx.fail("witness.max_age_hours", "must be a positive number of hours")
+        max_age = timedelta(hours=hours)
+    cosigned = spec.get("cosigned")
+    paths = [cosigned] if isinstance(cosigned, str) else cosigned
+    if not isinstance(paths, list) or not paths or not all(
+            isinstance(p, str) and p for p in paths):
+        raise ctx.fail("witness.cosigned", "must be a path (or a list of paths): the file or "
+                       "directory of cosigned checkpoints that `custody audit witness --out` "
+                       "writes")
+    try:
+        return WitnessPolicy(witnesses, quorum, tuple(ctx.file(p) for p in paths), max_age)
+    except UsageError as exc:
+        raise ctx.fail("witness", exc.message) from None
+
+
+def _witness_key(ctx: _Ctx, key: str, raw: Any) -> WitnessVerifier:
+    """``{name = "...", key = "NAME+KEYID+BASE64" or "path/to/file.vkey"}``."""
+    spec = ctx.table(raw, key, {"name", "key"})
+    name, vkey = spec.get("name"), spec.get("key")
+    if not isinstance(name, str) or not name:
+        raise ctx.fail(f"{key}.name", "must be the witness's name (as in its vkey)")
+    if not isinstance(vkey, str) or not vkey:
+        raise ctx.fail(f"{key}.key", "must be the witness's vkey, or the path of a file "
+                       "holding it")
+    if not _VKEY.fullmatch(vkey.strip()):
+        source = ctx.file(vkey)
+        try:
+            vkey = source.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ctx.fail(f"{key}.key", f"is neither a vkey (NAME+KEYID+BASE64) nor a readable "
+                           f"file ({source}: {getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        verifier = WitnessVerifier.from_vkey(vkey)
+    except KeyMaterialError as exc:
+        raise ctx.fail(f"{key}.key", exc.message) from None
+    if verifier.name != name:
+        raise ctx.fail(f"{key}.name", f"is {name!r} but the key is witness {verifier.name!r}'s "
+                       "(cosignatures are made under the name in the vkey)")
+    return verifier
+
+
+def _duration(ctx: _Ctx, key: str, value: Any) -> timedelta:
+    """``"24h"``, ``"90m"``, ``"7d"``, ``"1h30m"``, ``"3600s"``."""
+    match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None or not any(match.groups()):
+        raise ctx.fail(key, 'must be a duration such as "24h", "90m", "7d" or "1h30m"')
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    age = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if age <= timedelta(0):
+        raise ctx.fail(key, "must be longer than zero")
+    return age
 
 
 def _list(ctx: _Ctx, data: dict[str, Any], key: str) -> list[Any]:

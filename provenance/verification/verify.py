@@ -24,6 +24,7 @@ from custody.provenance.scanning.step import scan_manifest
 from custody.provenance.verification.attestation import parse_claims
 from custody.provenance.verification.chain import ChainWalker, NodeResult
 from custody.provenance.verification.inclusion import InclusionChecker
+from custody.provenance.verification.witnessing import Witnessing, check_witnessed
 from custody.signing.statement import Statement
 from custody.validators.findings import ScanReport
 from custody.validators.interface import ScanOptions
@@ -36,9 +37,10 @@ class VerificationReport:
     artifact: NodeResult
     scan: ScanReport
     chain: tuple[NodeResult, ...] = field(default_factory=tuple)
+    witnessed: Witnessing | None = None  # the cosigned checkpoint, when the policy wants one
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "path": self.path,
             "verdict": "verified",
             "digest": self.manifest.ref,
@@ -46,6 +48,9 @@ class VerificationReport:
             "scan": self.scan.summary(),
             "chain": [n.to_json() for n in self.chain],
         }
+        if self.witnessed is not None:
+            out["witnessed"] = self.witnessed.to_json()
+        return out
 
 
 def verify(
@@ -137,7 +142,10 @@ def verify_manifest(
     node = NodeResult.of(version, claims, signer=signer, scan_verdict=scan.verdict.value,
                          depth=0, inclusion=inclusion)
     chain = walker.upstream_of(node, version, claims)
-    return VerificationReport(str(path), manifest, node, scan, chain)
+    witnessed = None if policy.witness is None else check_witnessed(
+        policy.witness, walker.inclusion, [n.inclusion["index"] for n in (node, *chain)
+                                           if n.inclusion], subject=version.ref, now=walker.now)
+    return VerificationReport(str(path), manifest, node, scan, chain, witnessed)
 
 
 def _expectations(root: Path, scan: ScanReport, policy: Policy, *, display: Path
