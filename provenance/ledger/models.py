@@ -208,3 +208,23 @@ class Revocation(RevocationBase, table=True):
 class RevocationPublic(RevocationBase):
     ref: str
     entry_idx: int
+
+
+# --- witness cosignatures collected by the service ---------------------------------------------
+
+
+class CheckpointCosignature(SQLModel, table=True):
+    """A witness's cosignature of the checkpoint of ``size`` and ``root`` (one C2SP
+    tlog-cosignature line), posted to the service and served with the checkpoint. Not part of
+    the signed log and not trusted by anything here: a cache that every client verifies with the
+    witness keys it trusts (a deleted row only makes a quorum harder to meet)."""
+
+    __tablename__ = "checkpoint_cosignatures"
+
+    size: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    name: str = Field(primary_key=True, max_length=300)  # the witness's key name
+    key_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    root: str = Field(max_length=64)  # the checkpoint's root hash (hex) the line signs
+    timestamp: int = Field(sa_column=Column(BigInteger, nullable=False))  # POSIX seconds
+    line: str = Field(sa_column=Column(Text, nullable=False))
+    received_at: datetime

@@ -185,15 +185,69 @@ def get_lineage(request: Request, ref: str, _auth: Reader, direction: str = "ups
 
 @router.get("/v1/checkpoint", tags=["log"])
 def checkpoint(request: Request, _auth: Reader,
-               size: Annotated[int | None, Query(ge=0)] = None, format: str = "json"
-               ) -> Response:
-    """The newest signed checkpoint (or the one of ``size``); ``format=note`` for the note."""
+               size: Annotated[int | None, Query(ge=0)] = None, format: str = "json",
+               witnessed: bool = False) -> Response:
+    """The newest signed checkpoint (or the one of ``size``; ``witnessed=true``: the newest one
+    with witness cosignatures), its note followed by the cosignatures collected for it (verify
+    them with the witness keys you trust); ``format=note`` for the note alone."""
+    from custody.provenance.service import cosignatures
+
     ledger = context(request).ledger
+    if witnessed and size is None:
+        size = cosignatures.newest_cosigned_size(ledger.engine)
+        if size is None:
+            raise NotFoundError("no checkpoint of this ledger has been cosigned yet",
+                                subject="checkpoint", hint="witnesses post their cosigned "
+                                "checkpoints to POST /v1/checkpoint/cosignatures (`custody audit "
+                                "witness --out FILE` writes one)")
     row = ledger.head() if size is None else signed_checkpoint(ledger, size)
+    note, kept = cosignatures.cosigned_note(ledger.engine, row)
     if format == "note":
-        return PlainTextResponse(row.note)
-    return JSONResponse({"size": row.size, "root": row.root, "note": row.note,
-                         "origin": ledger.meta().get("origin")})
+        return PlainTextResponse(note)
+    return JSONResponse({"size": row.size, "root": row.root, "note": note,
+                         "origin": ledger.meta().get("origin"),
+                         "cosignatures": [_cosignature_json(c) for c in kept]})
+
+
+def _cosignature_json(row: Any) -> dict[str, Any]:
+    from custody.provenance.log.witness import Cosignature
+
+    cosig = Cosignature(row.name, row.key_id, row.timestamp, b"")
+    return {"witness": cosig.label, "timestamp": cosig.timestamp, "time": cosig.iso}
+
+
+@router.post("/v1/checkpoint/cosignatures", tags=["log"])
+async def post_cosignatures(request: Request, _auth: Publisher) -> dict[str, Any]:
+    """A witness's cosigned checkpoint, ``{"note": "<checkpoint and cosignature lines>",
+    "witness"?: "<vkey>"}``: the checkpoint must be the ledger's (another root of that size is
+    refused as ``witness.fork``) and each cosignature line of a witness the service knows (its
+    policy's ``[witness]`` table, else the vkey sent) must verify; those are kept and served
+    with ``GET /v1/checkpoint``."""
+    from starlette.concurrency import run_in_threadpool
+
+    from custody.provenance.log.checkpoint import parse_checkpoint_unverified
+    from custody.provenance.log.witness import WitnessVerifier
+    from custody.provenance.service import cosignatures
+
+    body = await json_body(request)
+    note, vkey = body.get("note"), body.get("witness")
+    if not isinstance(note, str) or (vkey is not None and not isinstance(vkey, str)):
+        raise UsageError("note (and witness, if sent) must be strings",
+                         hint='send {"note": "<what custody audit witness --out wrote>", '
+                         '"witness": "<the witness\'s vkey>"}')
+    ctx = context(request)
+    if ctx.ledger_verifier is None:
+        raise UsageError("the service has no pinned ledger key to check checkpoints with",
+                         hint="pin it: ledger_vkey in the workspace's .custody/config.toml")
+    policy = ctx.policy.witness
+    witnesses = list(policy.witnesses) if policy is not None else (
+        [WitnessVerifier.from_vkey(vkey)] if vkey else [])
+    row = signed_checkpoint(ctx.ledger, parse_checkpoint_unverified(note).size)
+    stored = await run_in_threadpool(cosignatures.add, ctx.ledger.engine, row, note,
+                                     ledger_key=ctx.ledger_verifier, witnesses=witnesses)
+    return {"size": stored.size, "root": stored.root, "cosignatures": stored.total,
+            "added": [{"witness": c.label, "timestamp": c.timestamp, "time": c.iso}
+                      for c in stored.added]}
 
 
 @router.get("/v1/proofs/inclusion/{index}", tags=["log"])
