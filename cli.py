@@ -18,7 +18,6 @@ from custody._commands import render
 from custody._commands.audit import audit_app
 from custody._commands.common import (
     STATE,
-    Activity,
     ActivityOpt,
     IdOpt,
     JsonOpt,
@@ -46,6 +45,7 @@ from custody._commands.common import (
 from custody._commands.dvc import dvc_app
 from custody._commands.service import serve as serve_cmd
 from custody._commands.service import token_app
+from custody.domain import Activity
 from custody.errors import (
     EXIT_ERROR,
     EXIT_OK,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from typer.core import TyperCommand
 
+from custody.domain import Activity, Kind, Role
 from custody.errors import UsageError
 
 if TYPE_CHECKING:
@@ -22,21 +23,9 @@ STATE: dict[str, Any] = {"ledger": None, "json": False}
 
 # --- choices ----------------------------------------------------------------------------------
 # Enums (parsed by choice()) make an unknown value a usage error (exit 2) that lists the
-# choices. They repeat the
-# tuples of the ledger, the scanners and the service (tests/test_cli_help.py checks they
-# agree) because importing those modules would load SQLAlchemy on the path of `custody --help`.
-
-
-class Kind(enum.StrEnum):
-    DATASET = "dataset"
-    MODEL = "model"
-
-
-class Activity(enum.StrEnum):
-    TRAINED_ON = "trained_on"
-    DERIVED_FROM = "derived_from"
-    EVALUATED_ON = "evaluated_on"
-    CONVERTED_FROM = "converted_from"
+# choices. Kind, Activity and Role are custody.domain's; Threshold repeats the scanners'
+# Severity labels (tests/cli/test_cli_help.py checks they agree) because importing the
+# scanners would slow down `custody --help`.
 
 
 class Threshold(enum.StrEnum):
@@ -47,15 +36,6 @@ class Threshold(enum.StrEnum):
     MEDIUM = "medium"
     HIGH = "high"
     CRITICAL = "critical"
-
-
-class Role(enum.StrEnum):
-    """The service's token roles (custody.provenance.service.tokens.ROLES)."""
-
-    READER = "reader"
-    AUDITOR = "auditor"
-    PUBLISHER = "publisher"
-    ADMIN = "admin"
 
 
 def one_of(choices: type[enum.StrEnum]) -> str:

@@ -38,7 +38,7 @@ class QuickstartResult:
     refusals: list[RefusedError] = field(default_factory=list)
 
 
-def sample_file(name: str) -> bytes:
+def _sample_file(name: str) -> bytes:
     return resources.files("custody.sample_data").joinpath(name).read_bytes()
 
 
@@ -57,7 +57,7 @@ def run_quickstart(directory: Path, say: Callable[[str], None], *, version: str
     data = directory / "quickstart-data"
     data.mkdir(exist_ok=True)
     for name in SAMPLES:
-        (data / name).write_bytes(sample_file(name))
+        (data / name).write_bytes(_sample_file(name))
     say(f"copied the sample data to {data}")
     signer = ECKeySigner(load_private_key(workspace.signing_key))
     policy = Policy.from_key_files(workspace.trusted_keys)

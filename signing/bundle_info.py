@@ -23,8 +23,8 @@ from cryptography.x509.oid import ObjectIdentifier
 from custody.errors import VerificationError
 
 # Fulcio certificate extensions (https://github.com/sigstore/fulcio/blob/main/docs/oid-info.md)
-OIDC_ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")  # raw string value
-OIDC_ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")  # DER UTF8String
+_OIDC_ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")  # raw string value
+_OIDC_ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")  # DER UTF8String
 SIGSTORE_OTHERNAME = ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
 
 
@@ -120,13 +120,13 @@ def certificate_identity(cert: x509.Certificate) -> str:
 
 def certificate_issuer(cert: x509.Certificate) -> str:
     """The OIDC issuer Fulcio recorded (extension 1.8 preferred, legacy 1.1 otherwise)."""
-    for oid in (OIDC_ISSUER_V2, OIDC_ISSUER_V1):
+    for oid in (_OIDC_ISSUER_V2, _OIDC_ISSUER_V1):
         try:
             ext = cert.extensions.get_extension_for_oid(oid).value
         except x509.ExtensionNotFound:
             continue
         raw = ext.value if isinstance(ext, x509.UnrecognizedExtension) else b""
-        if oid == OIDC_ISSUER_V2:
+        if oid == _OIDC_ISSUER_V2:
             raw = _der_utf8(raw)
         return raw.decode("utf-8", "replace")
     return ""

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from sigstore.oidc import IdentityToken
     from sigstore.sign import Signer as SigstorePythonSigner
 
-TOKEN_ENV = "SIGSTORE_ID_TOKEN"  # noqa: S105 - the variable's name, not a token
+_TOKEN_ENV = "SIGSTORE_ID_TOKEN"  # noqa: S105 - the variable's name, not a token
 
 
 @dataclass(frozen=True)
@@ -81,13 +81,13 @@ def load_client_trust_config(trust: SigningTrust) -> ClientTrustConfig:
         ) from None
 
 
-def obtain_identity_token(trust_config: ClientTrustConfig, *, token: str | None = None,
+def _obtain_identity_token(trust_config: ClientTrustConfig, *, token: str | None = None,
                           interactive: bool = True) -> IdentityToken:
     """An explicit token, else ambient CI credentials, else the interactive browser flow."""
     from sigstore.errors import Error as SigstoreError
     from sigstore.oidc import ExpiredIdentity, IdentityToken, Issuer, IssuerError, detect_credential
 
-    raw = token or os.environ.get(TOKEN_ENV)
+    raw = token or os.environ.get(_TOKEN_ENV)
     try:
         if not raw:
             raw = detect_credential()
@@ -96,7 +96,7 @@ def obtain_identity_token(trust_config: ClientTrustConfig, *, token: str | None 
         if not interactive:
             raise UsageError(
                 "no OIDC identity token for keyless signing",
-                hint=f"pass --identity-token, set {TOKEN_ENV}, run in CI with OIDC "
+                hint=f"pass --identity-token, set {_TOKEN_ENV}, run in CI with OIDC "
                 "permissions (id-token: write), or sign interactively",
             )
         issuer = Issuer(trust_config.signing_config.get_oidc_url())
@@ -128,7 +128,7 @@ class SigstoreSigner:
         if self._config is None:
             self._config = load_client_trust_config(self.trust)
         if self._token is None:
-            self._token = obtain_identity_token(self._config, token=self._raw_token,
+            self._token = _obtain_identity_token(self._config, token=self._raw_token,
                                                 interactive=self._interactive)
         return self._config, self._token
 
@@ -190,7 +190,7 @@ def _signing_errors(trust: SigningTrust) -> Iterator[None]:
         ) from None
 
 
-def signing_facts(bundle_json: str | bytes) -> KeylessFacts:
+def _signing_facts(bundle_json: str | bytes) -> KeylessFacts:
     """Identity, issuer, log index and integrated time of a keyless bundle, for the ledger."""
     return keyless_facts(bundle_json, source="bundle")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from custody.errors import VerificationError
 
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+_STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 CUSTODY_PREDICATE = "https://custody.dev/artifact-record/v1"
 
 
@@ -33,7 +33,7 @@ class Statement:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "_type": STATEMENT_TYPE,
+            "_type": _STATEMENT_TYPE,
             "subject": [{"name": s.name, "digest": dict(s.digest)} for s in self.subjects],
             "predicateType": self.predicate_type,
             "predicate": self.predicate,
@@ -50,7 +50,7 @@ class Statement:
             raise VerificationError(
                 f"signed payload is not JSON: {exc}", rule="statement.malformed"
             ) from None
-        if not isinstance(data, dict) or data.get("_type") != STATEMENT_TYPE:
+        if not isinstance(data, dict) or data.get("_type") != _STATEMENT_TYPE:
             raise VerificationError(
                 "signed payload is not an in-toto Statement v1", rule="statement.malformed"
             )

@@ -93,6 +93,6 @@ def _untrusted(source: str, what: str, option: str) -> VerificationError:
     )
 
 
-def merge_keys(*groups: Sequence[ec.EllipticCurvePublicKey]) -> tuple[ec.EllipticCurvePublicKey,
+def _merge_keys(*groups: Sequence[ec.EllipticCurvePublicKey]) -> tuple[ec.EllipticCurvePublicKey,
                                                                        ...]:
     return tuple(k for group in groups for k in group)

@@ -7,7 +7,7 @@ from typing import Any
 
 from custody.validators.findings import ScanReport, Severity
 
-SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+_SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {Severity.CRITICAL: "error", Severity.HIGH: "error", Severity.MEDIUM: "warning",
           Severity.LOW: "note", Severity.INFO: "note"}
 # GitHub orders alerts by this 0.0-10.0 score.
@@ -40,7 +40,7 @@ def to_sarif(report: ScanReport, *, base: str, tool_version: str) -> dict[str, A
             "properties": {"severity": f.severity.label, "location": f.location},
         })
     return {
-        "$schema": SARIF_SCHEMA,
+        "$schema": _SARIF_SCHEMA,
         "version": "2.1.0",
         "runs": [{
             "tool": {"driver": {"name": "custody", "version": tool_version,

@@ -18,11 +18,11 @@ from custody.validators.models.scanner import ModelScanner
 _INERT = frozenset({FileFormat.TEXT, FileFormat.EMPTY, FileFormat.PARQUET})
 
 
-def default_scanners() -> list[FileScanner]:
+def _default_scanners() -> list[FileScanner]:
     return [ModelScanner()]
 
 
-def read_head(path: Path) -> bytes:
+def _read_head(path: Path) -> bytes:
     with path.open("rb") as stream:
         return stream.read(HEAD_BYTES)
 
@@ -37,12 +37,12 @@ def scan_files(
 ) -> ScanReport:
     """Scan ``(absolute path, relpath, size)`` triples; return one report for the artifact."""
     options = options or ScanOptions()
-    active = list(scanners) if scanners is not None else default_scanners()
+    active = list(scanners) if scanners is not None else _default_scanners()
     findings: list[Finding] = []
     errored = False
     for path, relpath, size in files:
         try:
-            target = ScanTarget(path=path, relpath=relpath, size=size, head=read_head(path))
+            target = ScanTarget(path=path, relpath=relpath, size=size, head=_read_head(path))
         except OSError as exc:
             errored = True
             findings.append(

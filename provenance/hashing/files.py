@@ -21,7 +21,7 @@ from pathlib import Path
 from custody.errors import ArtifactError
 from custody.provenance.hashing.manifest import FileEntry, Manifest
 
-BLOCK_SIZE = 4 * 1024 * 1024
+_BLOCK_SIZE = 4 * 1024 * 1024
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
@@ -59,7 +59,7 @@ def sha256_file(path: Path, *, follow: bool = False, progress: ProgressCallback 
                 subject=str(path),
             )
         digest = hashlib.sha256()
-        buffer = bytearray(BLOCK_SIZE)
+        buffer = bytearray(_BLOCK_SIZE)
         view = memoryview(buffer)
         size = 0
         with os.fdopen(fd, "rb", buffering=0, closefd=False) as stream:

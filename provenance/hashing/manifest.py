@@ -18,8 +18,8 @@ from typing import Any
 
 from custody.errors import VerificationError
 
-FILE_DIGEST = "sha256"
-TREE_DIGEST = "sha256-manifest-v1"
+_FILE_DIGEST = "sha256"
+_TREE_DIGEST = "sha256-manifest-v1"
 _TREE_PREFIX = b"custody-manifest-v1\x00"
 
 
@@ -44,14 +44,14 @@ class Manifest:
 
     @classmethod
     def for_file(cls, name: str, entry: FileEntry) -> Manifest:
-        return cls(name=name, is_directory=False, files=(entry,), algorithm=FILE_DIGEST,
+        return cls(name=name, is_directory=False, files=(entry,), algorithm=_FILE_DIGEST,
                    digest=entry.sha256)
 
     @classmethod
     def for_directory(cls, name: str, entries: list[FileEntry]) -> Manifest:
         files = tuple(sorted(entries))
-        return cls(name=name, is_directory=True, files=files, algorithm=TREE_DIGEST,
-                   digest=tree_digest(files))
+        return cls(name=name, is_directory=True, files=files, algorithm=_TREE_DIGEST,
+                   digest=_tree_digest(files))
 
     @property
     def ref(self) -> str:
@@ -100,7 +100,7 @@ class Manifest:
         return manifest
 
 
-def tree_digest(files: tuple[FileEntry, ...]) -> str:
+def _tree_digest(files: tuple[FileEntry, ...]) -> str:
     h = hashlib.sha256(_TREE_PREFIX)
     for f in files:
         h.update(f"{f.relpath}\x00{f.size}\x00{f.sha256}\x00".encode())

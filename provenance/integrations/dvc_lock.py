@@ -46,12 +46,12 @@ if TYPE_CHECKING:
     from custody.signing.interface import Signer
     from custody.validators.findings import Severity
 
-NAME_PREFIX = "dvc/"
+_NAME_PREFIX = "dvc/"
 _MAX_NAME = 200
 _UNSAFE = re.compile(r"[^A-Za-z0-9._/-]")
 
 
-def artifact_name(path: str, prefix: str = NAME_PREFIX) -> str:
+def artifact_name(path: str, prefix: str = _NAME_PREFIX) -> str:
     """The ledger name of a DVC path: ``dvc/`` + its POSIX path from the repository root.
 
     ``data/raw.csv`` → ``dvc/data/raw.csv``. Characters a ledger name cannot hold (anything but
@@ -129,7 +129,7 @@ def _is_model_content(path: Path) -> bool:
 class _Importer:
     def __init__(self, lock: LockFile, *, ledger: Ledger, signer: Signer,
                  model_outs: tuple[str, ...], exclude: tuple[str, ...], threshold: Severity,
-                 allow_flagged: bool, tool_version: str):
+                 allow_flagged: bool, tool_version: str | None):
         self.lock = lock
         self.root = lock.repo_root
         self.ledger = ledger
@@ -232,7 +232,7 @@ def import_dvc_lock(
     exclude: Sequence[str] = (),
     threshold: Severity | None = None,
     allow_flagged: bool = False,
-    tool_version: str = "0",
+    tool_version: str | None = None,
 ) -> DvcImport:
     """Record every stage of ``lock_path`` (deps → outs) in the ledger; see the module doc.
 

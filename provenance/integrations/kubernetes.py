@@ -21,8 +21,8 @@ from typing import Any
 
 from custody.errors import CustodyError, NotFoundError, RefusedError, UsageError
 
-ANNOTATION_REF = "custody.dev/artifact"
-ANNOTATION_URI = "custody.dev/model-uri"
+_ANNOTATION_REF = "custody.dev/artifact"
+_ANNOTATION_URI = "custody.dev/model-uri"
 _VERSIONED = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,199})@(?P<v>[0-9]{1,9})$")
 _NUMBER = re.compile(r"^[0-9]{1,9}$")
 
@@ -58,7 +58,7 @@ def ref_from_uri(uri: str) -> str | None:
     return None
 
 
-def model_uri(obj: dict[str, Any]) -> str | None:
+def _model_uri(obj: dict[str, Any]) -> str | None:
     """The model URI of a KServe InferenceService (new or old form) or of an annotated Pod."""
     annotations = _dict(_dict(obj.get("metadata")).get("annotations"))
     if obj.get("kind") == "InferenceService":
@@ -70,17 +70,17 @@ def model_uri(obj: dict[str, Any]) -> str | None:
             if key != "model" and isinstance(value, dict) and isinstance(
                     value.get("storageUri"), str):
                 return str(value["storageUri"])
-    uri = annotations.get(ANNOTATION_URI)
+    uri = annotations.get(_ANNOTATION_URI)
     return uri if isinstance(uri, str) else None
 
 
-def resolve_ref(obj: dict[str, Any]) -> tuple[str | None, str]:
+def _resolve_ref(obj: dict[str, Any]) -> tuple[str | None, str]:
     """(ledger reference or None, what it came from)."""
     annotations = _dict(_dict(obj.get("metadata")).get("annotations"))
-    pinned = annotations.get(ANNOTATION_REF)
+    pinned = annotations.get(_ANNOTATION_REF)
     if isinstance(pinned, str) and pinned.strip():
-        return pinned.strip(), f"annotation {ANNOTATION_REF}"
-    uri = model_uri(obj)
+        return pinned.strip(), f"annotation {_ANNOTATION_REF}"
+    uri = _model_uri(obj)
     if uri is None:
         return None, "no model URI"
     return ref_from_uri(uri), f"model URI {uri[:300]}"
@@ -109,10 +109,10 @@ def decide(request: dict[str, Any], check: Callable[[str], str], *, mode: str) -
     if obj.get("kind") not in ("InferenceService", "Pod"):
         return _outcome(False, f"custody checks InferenceServices and Pods, not "
                         f"{str(obj.get('kind'))[:60]}", None, "admission.unsupported_kind", mode)
-    ref, origin = resolve_ref(obj)
+    ref, origin = _resolve_ref(obj)
     if ref is None:
         return _outcome(False, f"cannot tell which recorded model this is ({origin}): pin it "
-                        f"with the annotation {ANNOTATION_REF}: NAME@VERSION or a storage URI "
+                        f"with the annotation {_ANNOTATION_REF}: NAME@VERSION or a storage URI "
                         "ending in NAME/VERSION", None, "admission.unresolved", mode)
     try:
         verified = check(ref)

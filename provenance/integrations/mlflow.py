@@ -31,7 +31,7 @@ from custody.provenance.integrations.kubernetes import ref_from_uri
 TAG_REF = "custody.artifact"
 
 
-DELIVERY_HINT = ("deliver through an MLflow registry webhook created with this secret: it sends "
+_DELIVERY_HINT = ("deliver through an MLflow registry webhook created with this secret: it sends "
                  "X-MLflow-Signature, X-MLflow-Delivery-Id and X-MLflow-Timestamp")
 
 
@@ -41,12 +41,12 @@ def check_signature(secret: str, *, body: bytes, delivery_id: str | None,
     if not (delivery_id and timestamp and signature):
         raise WebhookSignatureError("missing X-MLflow-Signature, X-MLflow-Delivery-Id or "
                              "X-MLflow-Timestamp",
-                             hint=DELIVERY_HINT)
+                             hint=_DELIVERY_HINT)
     try:
         sent = int(timestamp)
     except ValueError:
         raise WebhookSignatureError("X-MLflow-Timestamp is not a Unix time",
-                             hint=DELIVERY_HINT) from None
+                             hint=_DELIVERY_HINT) from None
     if abs((now if now is not None else time.time()) - sent) > max_age:
         raise WebhookSignatureError("the delivery's timestamp is too old or in the future",
                              hint="check the clocks; replayed deliveries are refused")
@@ -54,7 +54,7 @@ def check_signature(secret: str, *, body: bytes, delivery_id: str | None,
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise WebhookSignatureError("the delivery is not UTF-8",
-                             hint=DELIVERY_HINT) from None
+                             hint=_DELIVERY_HINT) from None
     mac = hmac.new(secret.encode("utf-8"), f"{delivery_id}.{timestamp}.{text}".encode(),
                    hashlib.sha256).digest()
     expected = "v1," + base64.b64encode(mac).decode("ascii")

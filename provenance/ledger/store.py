@@ -7,16 +7,18 @@ derived from it, in one transaction that holds the append lock.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, func
+from sqlalchemy import Engine, LargeBinary, and_, cast, func
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from custody.errors import LedgerError, NotFoundError, UsageError
+from custody.errors import LedgerError, NotFoundError, UsageError, VerificationError
 from custody.provenance.hashing.manifest import Manifest
 from custody.provenance.ledger import append
 from custody.provenance.ledger import tree as log
@@ -31,17 +33,13 @@ from custody.provenance.ledger.models import (
     LedgerEntry,
     LineageEdge,
     ManifestFile,
-    Revocation,
-    RevocationPublic,
     SignedStatement,
     utc_now,
 )
-from custody.provenance.log.checkpoint import NoteSigner
+from custody.provenance.log.checkpoint import NoteSigner, NoteVerifier
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 _DIGEST_RE = re.compile(r"^(sha256(?:-manifest-v1)?):([0-9a-f]{64})$")
-KINDS = ("dataset", "model")
-ACTIVITIES = ("trained_on", "derived_from", "evaluated_on", "converted_from")
 
 
 def check_name(name: str) -> str:
@@ -54,6 +52,41 @@ def check_name(name: str) -> str:
     return name
 
 
+ENV_LEDGER_VKEY = "CUSTODY_LEDGER_VKEY"  # the pinned checkpoint key (also read by workspace.py)
+UNPINNED_HINT = (
+    "pin the ledger's checkpoint verifier key (NAME+KEYID+BASE64, the `ledger_vkey` line of the "
+    ".custody/config.toml of the workspace that created this ledger; never copy it from the "
+    "database): pass --ledger-vkey VKEY, or set CUSTODY_LEDGER_VKEY=VKEY, or run inside a "
+    "workspace whose config.toml says ledger_vkey = \"VKEY\"")
+
+
+@dataclass(frozen=True)
+class PinnedKey:
+    """The checkpoint verifier key a verdict is reached with, and where it was pinned."""
+
+    verifier: NoteVerifier
+    source: str  # for messages: "--ledger-vkey", "$CUSTODY_LEDGER_VKEY", "the workspace config"
+
+    @property
+    def label(self) -> str:
+        return f"{self.verifier.name}+{self.verifier.key_id:08x}"
+
+
+@dataclass(frozen=True)
+class SignedRevocation:
+    """A revocation as its ledger entry says it (not as the ``revocations`` table says it)."""
+
+    entry_idx: int
+    name: str
+    version: int
+    reason: str
+    payload: bytes  # the entry's exact bytes: their leaf hash is what inclusion proofs prove
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
 @dataclass(frozen=True)
 class StoredRecord:
     version: ArtifactVersionPublic
@@ -64,15 +97,20 @@ class StoredRecord:
 
 
 class Ledger:
-    def __init__(self, engine: Engine, url: str, signer: NoteSigner | None = None):
+    def __init__(self, engine: Engine, url: str, signer: NoteSigner | None = None,
+                 pinned: PinnedKey | None = None):
         self.engine = engine
         self.url = url
         self.signer = signer
+        self.pinned = pinned  # the checkpoint key pinned by whoever opened it (a workspace)
         self._signer_checked = False
 
     @classmethod
-    def open(cls, url: str, *, signer: NoteSigner | None = None) -> Ledger:
-        """Open an existing ledger; ``signer`` (the ledger key) is needed only to append."""
+    def open(cls, url: str, *, signer: NoteSigner | None = None,
+             pinned: PinnedKey | None = None) -> Ledger:
+        """Open an existing ledger; ``signer`` (the ledger key) is needed only to append;
+        ``pinned`` is the checkpoint key its verdicts are reached with (see
+        :meth:`checkpoint_key`)."""
         from custody.provenance.ledger.migrate import HEAD, current_revision
 
         engine = make_engine(url, must_exist=True)
@@ -84,7 +122,7 @@ class Ledger:
                 f"ledger {redact(url)} has schema revision {current}, this Custody needs {head}",
                 hint="run `custody migrate` (after a backup) to upgrade it",
             )
-        return cls(engine, url, signer)
+        return cls(engine, url, signer, pinned)
 
     @classmethod
     def create(cls, url: str, *, signer: NoteSigner) -> Ledger:
@@ -147,21 +185,67 @@ class Ledger:
                 signer_identity=signer, signer_key=signer_key, signer=note_signer,
                 now=utc_now())
 
-    def revocations(self, version_ids: Sequence[int]) -> dict[int, RevocationPublic]:
-        """The revocation of each of these versions that has one."""
-        if not version_ids:
+    def revocation_entries(self, versions: Sequence[ArtifactVersionPublic], *,
+                           below: int | None = None) -> dict[int, SignedRevocation]:
+        """The revocation of each of these versions that has one, read from the signed log's
+        entries (one query), never from the ``revocations`` table: its rows can be deleted or
+        pointed elsewhere. ``below`` (a checkpoint size) leaves out entries it does not cover.
+
+        A revocation entry comes after the version it revokes, so only entries after the oldest
+        of ``versions`` are read. The entries are not proved here: a verdict proves each one it
+        uses under the pinned checkpoint (``InclusionChecker.check_payload``)."""
+        if not versions:
             return {}
+        wanted = {(v.name, v.version): v.id for v in versions}
+        lowest = min(v.entry_idx for v in versions)
         with self._read() as session:
-            rows = session.exec(
-                select(Revocation, ArtifactVersion, Artifact)
-                .join(ArtifactVersion, col(ArtifactVersion.id) == col(Revocation.version_id))
-                .join(Artifact, col(Artifact.id) == col(ArtifactVersion.artifact_id))
-                .where(col(Revocation.version_id).in_(list(version_ids)))
-            ).all()
-        return {v.id or 0: RevocationPublic(reason=r.reason, signer=r.signer,
-                                            revoked_at=r.revoked_at,
-                                            ref=f"{a.name}@{v.version}", entry_idx=r.entry_idx)
-                for r, v, a in rows}
+            payload = col(LedgerEntry.payload)
+            raw = session.get_bind().dialect.name == "sqlite"  # text that is not UTF-8 stays bytes
+            query = (select(col(LedgerEntry.idx), cast(payload, LargeBinary) if raw else payload)
+                     .where(col(LedgerEntry.entry_type) == "revocation",
+                            col(LedgerEntry.idx) > lowest))
+            if below is not None:
+                query = query.where(col(LedgerEntry.idx) < below)
+            try:
+                rows = session.exec(query.order_by(col(LedgerEntry.idx))).all()
+            except (DBAPIError, SQLAlchemyError) as exc:
+                raise LedgerError(f"ledger query failed: {exc}") from None
+        found: dict[int, SignedRevocation] = {}
+        for idx, body in rows:
+            revocation = _parse_revocation(int(idx), body)
+            if revocation is None:
+                continue
+            vid = wanted.get((revocation.name, revocation.version))
+            if vid is not None and vid not in found:
+                found[vid] = revocation
+        return found
+
+    def checkpoint_key(self, given: NoteVerifier | None = None, *,
+                       source: str = "the key given") -> PinnedKey | None:
+        """The pinned checkpoint verifier key, never the one stored in the database: ``given``
+        (``--ledger-vkey``, a library argument), else ``$CUSTODY_LEDGER_VKEY``, else the key
+        pinned by whoever opened the ledger (the workspace's ``ledger_vkey``), else the verifier
+        of the ledger key held to append; None when nothing pins it."""
+        if given is not None:
+            return PinnedKey(given, source)
+        env = os.environ.get(ENV_LEDGER_VKEY, "").strip()
+        if env:
+            return PinnedKey(NoteVerifier.from_vkey(env), f"${ENV_LEDGER_VKEY}")
+        if self.pinned is not None:
+            return self.pinned
+        if self.signer is not None:
+            return PinnedKey(self.signer.verifier(), "the ledger key this workspace appends with")
+        return None
+
+    def stored_key_differs(self, pinned: PinnedKey) -> str | None:
+        """Why the checkpoint key the database names is not the pinned one, or None."""
+        stored = self.meta().get(log.META_VKEY, "")
+        if stored == pinned.verifier.vkey:
+            return None
+        name, _, rest = stored.partition("+")
+        label = f"{name}+{rest.partition('+')[0]}" if rest else repr(stored[:80])
+        return (f"the ledger database {self.display_url} names the checkpoint key {label}, but "
+                f"the key pinned by {pinned.source} is {pinned.label}")
 
     def _signer(self) -> NoteSigner:
         if self.signer is None:
@@ -198,6 +282,19 @@ class Ledger:
         if row is None:
             raise NotFoundError(f"the ledger has no entry {idx}")
         return row
+
+    def entry_bytes(self, idx: int) -> bytes:
+        """Entry ``idx``'s payload as stored, as bytes (SQLite may hold text that is not UTF-8:
+        the caller refuses it, the database driver would crash on it)."""
+        with self._read() as session:
+            payload = col(LedgerEntry.payload)
+            if session.get_bind().dialect.name == "sqlite":
+                payload = cast(payload, LargeBinary)
+            body = session.exec(select(payload).where(col(LedgerEntry.idx) == idx)).first()
+        if body is None:
+            raise NotFoundError(f"the ledger has no entry {idx}",
+                                hint="run `custody audit verify`", subject=f"ledger entry {idx}")
+        return _as_bytes(body)
 
     def prove_inclusion(self, idx: int, size: int) -> list[bytes]:
         with self._read() as session:
@@ -349,6 +446,33 @@ class Ledger:
         except (DBAPIError, SQLAlchemyError) as exc:
             raise LedgerError(f"ledger query failed: {exc}") from None
         return [_public(v, a) for v, a in rows]
+
+
+def _as_bytes(body: Any) -> bytes:
+    if isinstance(body, bytes | bytearray | memoryview):
+        return bytes(body)
+    return str(body).encode("utf-8")
+
+
+def _parse_revocation(idx: int, body: Any) -> SignedRevocation | None:
+    """The revocation an entry's payload states; None if the payload is another type (its
+    ``entry_type`` column lies: the audit names it). Refuses a payload it cannot read: that
+    could be a revocation, and a revocation must never be lost to a parse error."""
+    data = _as_bytes(body)
+    try:
+        entry = json.loads(data.decode("utf-8"))
+        if not isinstance(entry, dict):
+            raise TypeError("not a JSON object")
+        if entry.get("type") != "revocation":
+            return None
+        target = entry["target"]
+        return SignedRevocation(idx, str(target["name"]), int(target["version"]),
+                                str(entry["reason"]), data)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VerificationError(
+            f"ledger_entries row {idx} (a revocation entry) is unreadable ({type(exc).__name__}):"
+            " the ledger database was edited", rule="ledger.inconsistent",
+            hint="run `custody audit verify`", subject=f"ledger entry {idx}") from None
 
 
 def _row_id(value: int | None) -> int:

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from custody.errors import CheckpointError, KeyMaterialError
 
-ALG_ED25519 = 0x01
+_ALG_ED25519 = 0x01
 MAX_NOTE_BYTES = 1 << 20
 MAX_SIGNATURES = 100
 _SIG_PREFIX = "— "
@@ -52,7 +52,7 @@ def is_valid_key_name(name: str) -> bool:
 def key_id(name: str, public_key: bytes) -> int:
     """Signed-note Ed25519 key ID: the first 4 bytes, big-endian, of
     ``SHA-256(name || 0x0A || 0x01 || public_key)``."""
-    digest = hashlib.sha256(name.encode() + b"\n" + bytes([ALG_ED25519]) + public_key).digest()
+    digest = hashlib.sha256(name.encode() + b"\n" + bytes([_ALG_ED25519]) + public_key).digest()
     return int.from_bytes(digest[:4], "big")
 
 
@@ -82,7 +82,7 @@ class NoteVerifier:
     @property
     def vkey(self) -> str:
         """``<name>+<hex key ID>+<base64(0x01 || public key)>``."""
-        encoded = base64.b64encode(bytes([ALG_ED25519]) + _raw_public(self.public_key)).decode()
+        encoded = base64.b64encode(bytes([_ALG_ED25519]) + _raw_public(self.public_key)).decode()
         return f"{self.name}+{self.key_id:08x}+{encoded}"
 
     @classmethod
@@ -96,7 +96,7 @@ class NoteVerifier:
             raise KeyMaterialError(
                 "malformed verifier key: expected NAME+KEYID+BASE64", subject=vkey
             )
-        if len(key) != 33 or key[0] != ALG_ED25519:
+        if len(key) != 33 or key[0] != _ALG_ED25519:
             raise KeyMaterialError("verifier key is not an Ed25519 signed-note key", subject=vkey)
         if int(hex_id, 16) != key_id(name, key[1:]):
             raise KeyMaterialError(
@@ -135,7 +135,7 @@ class NoteSigner:
             parts[:2] != ["PRIVATE", "KEY"]
             or seed is None
             or len(seed) != 33
-            or seed[0] != ALG_ED25519
+            or seed[0] != _ALG_ED25519
             or not _KEY_ID_RE.fullmatch(parts[3])
             or not is_valid_key_name(parts[2])
         ):
@@ -149,7 +149,7 @@ class NoteSigner:
     def skey(self) -> str:
         """The secret signer key string; keep it as secret as the private key."""
         seed = self.private_key.private_bytes_raw()
-        encoded = base64.b64encode(bytes([ALG_ED25519]) + seed).decode()
+        encoded = base64.b64encode(bytes([_ALG_ED25519]) + seed).decode()
         return f"PRIVATE+KEY+{self.name}+{self.key_id:08x}+{encoded}"
 
     @property

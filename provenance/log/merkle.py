@@ -100,7 +100,7 @@ def root_of(leaf_hashes: Iterable[bytes]) -> bytes:
 # --- compact ranges ---------------------------------------------------------------------------
 
 
-def range_nodes(begin: int, end: int) -> list[NodeID]:
+def _range_nodes(begin: int, end: int) -> list[NodeID]:
     """The complete subtrees, left to right, that tile ``[begin, end)``.
 
     ``begin`` must be a multiple of the largest power of two not above ``end - begin`` (true for
@@ -118,7 +118,7 @@ def range_nodes(begin: int, end: int) -> list[NodeID]:
 def frontier_nodes(size: int) -> list[NodeID]:
     """The complete subtrees making up a tree of ``size`` leaves (one per set bit of ``size``)."""
     _check_size(size)
-    return range_nodes(0, size)
+    return _range_nodes(0, size)
 
 
 class CompactRange:
@@ -193,7 +193,7 @@ def _path_plan(level: int, index: int, size: int) -> ProofPlan:
         if (sibling + 1) << lvl <= size:
             plan.append((NodeID(lvl, sibling),))
         else:  # the right sibling is partial: its hash is the fold of its complete subtrees
-            plan.append(tuple(range_nodes(sibling << lvl, size)))
+            plan.append(tuple(_range_nodes(sibling << lvl, size)))
     node, lvl = index >> inner, level + inner
     while node:  # on the right border only left siblings exist
         if node & 1:

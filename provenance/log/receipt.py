@@ -32,7 +32,7 @@ from custody.provenance.log.checkpoint import (
 from custody.provenance.log.merkle import HASH_SIZE, verify_inclusion
 
 HEADER = "c2sp.org/tlog-proof@v1"
-MAX_RECEIPT_BYTES = 1 << 20
+_MAX_RECEIPT_BYTES = 1 << 20
 _INDEX_RE = re.compile(r"index (0|[1-9][0-9]{0,19})")
 
 
@@ -71,8 +71,8 @@ def build_receipt(
 def parse_receipt(data: bytes | str, *, subject: str | None = None) -> Receipt:
     """Parse receipt text; verify nothing. Raises :class:`ReceiptError` if it is malformed."""
     raw = data.encode() if isinstance(data, str) else data
-    if len(raw) > MAX_RECEIPT_BYTES:
-        raise ReceiptError(f"receipt is larger than {MAX_RECEIPT_BYTES} bytes", subject=subject)
+    if len(raw) > _MAX_RECEIPT_BYTES:
+        raise ReceiptError(f"receipt is larger than {_MAX_RECEIPT_BYTES} bytes", subject=subject)
     head, sep, note = raw.partition(b"\n\n")
     if not sep or not note:
         raise ReceiptError("receipt has no blank line followed by a checkpoint", subject=subject)

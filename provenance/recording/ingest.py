@@ -13,11 +13,12 @@ import base64
 import json
 from typing import Any
 
+from custody.domain import ACTIVITIES, KINDS
 from custody.errors import UsageError, VerificationError, VersionConflict
 from custody.provenance.hashing.manifest import Manifest
 from custody.provenance.ledger.append import InputLink, SignedRecord
 from custody.provenance.ledger.models import ArtifactVersionPublic
-from custody.provenance.ledger.store import ACTIVITIES, KINDS, Ledger, check_name
+from custody.provenance.ledger.store import Ledger, check_name
 from custody.provenance.policy.core import Policy
 from custody.provenance.verification.attestation import parse_claims
 from custody.signing.bundle_info import (

@@ -20,13 +20,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from custody import __version__
+from custody.domain import Activity, Kind
 from custody.errors import ScanRefusedError, UsageError, VerificationError
 from custody.provenance.hashing.dvc import DvcInfo, check_dvc_workspace
 from custody.provenance.hashing.files import ProgressCallback, hash_path
 from custody.provenance.hashing.manifest import Manifest
 from custody.provenance.ledger.append import InputLink, SignedRecord
 from custody.provenance.ledger.models import ArtifactVersionPublic
-from custody.provenance.ledger.store import ACTIVITIES, KINDS, Ledger, check_name
+from custody.provenance.ledger.store import Ledger, check_name
 from custody.provenance.scanning.step import DatasetOptions, scan_manifest, with_dataset_checks
 from custody.provenance.verification.attestation import RecordedInput, build_statement
 from custody.provenance.verification.chain import ChainWalker, UpstreamFlag
@@ -36,7 +38,7 @@ from custody.signing.interface import Signer
 from custody.validators.findings import ScanReport, Severity
 from custody.validators.interface import ScanOptions
 
-DEFAULT_THRESHOLDS = {"model": Severity.MEDIUM, "dataset": Severity.HIGH}
+_DEFAULT_THRESHOLDS = {"model": Severity.MEDIUM, "dataset": Severity.HIGH}
 
 
 @dataclass(frozen=True)
@@ -66,17 +68,17 @@ def record(
     path: Path,
     *,
     name: str,
-    kind: str,
+    kind: Kind | str,
     ledger: Ledger,
     signer: Signer,
     inputs: Sequence[str] = (),
-    activity: str = "trained_on",
+    activity: Activity | str = Activity.TRAINED_ON,
     threshold: Severity | None = None,
     allow_flagged: bool = False,
     allow_symlinks: bool = False,
     oms: bool = True,
     progress: ProgressCallback | None = None,
-    tool_version: str = "0",
+    tool_version: str | None = None,
     dvc: DvcInfo | None = None,
     activity_details: Mapping[str, Any] | None = None,
     dataset: DatasetOptions | None = None,
@@ -103,21 +105,16 @@ def record(
     (:meth:`custody.provenance.workspace.Workspace.scan_options`).
     """
     check_name(name)
-    if kind not in KINDS:
-        raise UsageError(f"unknown kind {kind!r}", hint=f"use one of: {', '.join(KINDS)}")
-    if activity not in ACTIVITIES:
-        raise UsageError(
-            f"unknown activity {activity!r}", hint=f"use one of: {', '.join(ACTIVITIES)}"
-        )
+    kind, activity = Kind.of(kind), Activity.of(activity)
     links = [InputLink(version=ledger.resolve(ref), activity=activity) for ref in inputs]
     if len({link.version.id for link in links}) != len(links):
         raise UsageError("the same input is given twice", hint="list each --input once")
-    upstream_flag = check_inputs(ledger, [link.version for link in links],
+    upstream_flag = _check_inputs(ledger, [link.version for link in links],
                                  allow_flagged=allow_flagged)
     if dvc is None:  # raises dvc.workspace_mismatch if DVC tracks it and the bytes differ
         dvc = check_dvc_workspace(path)
     if threshold is None:
-        threshold = DEFAULT_THRESHOLDS[kind]
+        threshold = _DEFAULT_THRESHOLDS[kind]
     manifest = hash_path(path, allow_symlinks=allow_symlinks, progress=progress)
     report = scan_manifest(path, manifest, threshold=threshold, options=scan_options)
     assessment = None
@@ -165,7 +162,7 @@ def record(
             inputs=recorded_inputs,
             scan_summary=summary,
             recorded_at=datetime.now(UTC),
-            tool_version=tool_version,
+            tool_version=tool_version or __version__,
             dvc=dvc.to_json() if dvc is not None else None,
             activity=activity_details,
             dataset=assessment.claims if assessment is not None else None,
@@ -193,7 +190,7 @@ def record(
                         oms_bundle=oms_bundle)
 
 
-def check_inputs(ledger: Ledger, inputs: list[ArtifactVersionPublic], *,
+def _check_inputs(ledger: Ledger, inputs: list[ArtifactVersionPublic], *,
                  allow_flagged: bool) -> UpstreamFlag | None:
     """Refuse inputs that are, or come from, a revoked or flagged version (the flag, with
     ``allow_flagged``); the walk is verify's, on the signed log, signer trust aside."""

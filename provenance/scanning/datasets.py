@@ -34,7 +34,7 @@ class DatasetAssessment:
     profile: dict[str, Any]  # kept in the ledger entry as "dataset_profile"
 
 
-def is_tabular(path: Path) -> bool:
+def _is_tabular(path: Path) -> bool:
     from custody.errors import DatasetReadError
     from custody.validators.dataset.reader import open_source
 
@@ -45,11 +45,11 @@ def is_tabular(path: Path) -> bool:
     return True
 
 
-def profile_digest(profile: dict[str, Any]) -> str:
+def _profile_digest(profile: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(profile)).hexdigest()
 
 
-def stored_profile(ledger: Ledger, version: ArtifactVersionPublic) -> dict[str, Any] | None:
+def _stored_profile(ledger: Ledger, version: ArtifactVersionPublic) -> dict[str, Any] | None:
     """The profile kept for a recorded dataset version, checked against its signed digest."""
     entry = json.loads(ledger.entry(version.entry_idx).payload)
     profile = entry.get("dataset_profile")
@@ -57,7 +57,7 @@ def stored_profile(ledger: Ledger, version: ArtifactVersionPublic) -> dict[str, 
         return None
     signed = Statement.from_bytes(ledger.stored_record(version).statement).predicate
     want = (signed.get("dataset") or {}).get("profile_sha256")
-    if want != profile_digest(profile):
+    if want != _profile_digest(profile):
         raise VerificationError(
             f"the stored profile of {version.ref} does not match its signed digest",
             rule="ledger.inconsistent", hint="run `custody audit verify`", subject=version.ref)
@@ -77,7 +77,7 @@ def assess_dataset(
     """Compare a tabular snapshot with its baseline; None when ``path`` is not tabular."""
     from custody.validators.dataset.compare import compare_datasets
 
-    if not is_tabular(path):
+    if not _is_tabular(path):
         if baseline is not None:
             raise UsageError(f"{path} is not a Parquet or CSV table: --baseline does not apply")
         return None
@@ -100,7 +100,7 @@ def assess_dataset(
         "label": result.label,
         "label_counts": label_counts,
         "baseline": baseline_ref,
-        "profile_sha256": profile_digest(profile),
+        "profile_sha256": _profile_digest(profile),
     }
     return DatasetAssessment(result.report.findings, claims, profile)
 
@@ -122,7 +122,7 @@ def _baseline(ledger: Ledger | None, name: str | None, baseline: str | None
         return None, None, None
     if version.kind != "dataset":
         raise UsageError(f"baseline {version.ref} is a {version.kind}, not a dataset")
-    return None, stored_profile(ledger, version), version.ref
+    return None, _stored_profile(ledger, version), version.ref
 
 
 def merge(report: ScanReport, assessment: DatasetAssessment) -> ScanReport:

@@ -6,16 +6,17 @@ from collections.abc import Callable
 
 from fastapi import Request
 
+from custody.domain import ROLES
 from custody.errors import RequestError
 from custody.provenance.service.settings import ServiceContext
-from custody.provenance.service.tokens import ROLES, TokenInfo, allows, authenticate
+from custody.provenance.service.tokens import TokenInfo, allows, authenticate
 
-COOKIE = "custody_token"
+_COOKIE = "custody_token"
 
 
 def _how_to_send(cookie: bool) -> str:
     where = "the header `Authorization: Bearer TOKEN`"
-    return where + (f" (or, for this page, the cookie `{COOKIE}=TOKEN`)" if cookie else "")
+    return where + (f" (or, for this page, the cookie `{_COOKIE}=TOKEN`)" if cookie else "")
 
 
 def _how_to_get(role: str) -> str:
@@ -34,7 +35,7 @@ def _presented(request: Request, *, cookie: bool) -> str | None:
         scheme, _, value = header.partition(" ")
         return value.strip() if scheme.lower() == "bearer" and value.strip() else None
     if cookie:
-        return request.cookies.get(COOKIE)
+        return request.cookies.get(_COOKIE)
     return None
 
 

@@ -26,7 +26,7 @@ PageReader = Annotated[TokenInfo, Depends(require("reader", cookie=True))]
 log = logging.getLogger("custody.service")
 
 
-def check_ref(ctx: ServiceContext, ref: str) -> str:
+def _check_ref(ctx: ServiceContext, ref: str) -> str:
     """Run the policy on one ledger reference; the verified ``NAME@VERSION`` or a raise."""
     version = ctx.ledger.resolve(ref)
     return check_version(ctx.ledger, ctx.policy, ctx.ledger_verifier, version).node.ref
@@ -47,7 +47,7 @@ async def kubernetes_admission(request: Request, _auth: Reader,
         raise UsageError("the AdmissionReview is not JSON") from None
     review = admission.parse_review(body)
     decision = await run_in_threadpool(
-        admission.decide, review, lambda ref: check_ref(ctx, ref), mode=mode)
+        admission.decide, review, lambda ref: _check_ref(ctx, ref), mode=mode)
     log.info("admission %s uid=%s ref=%s allowed=%s rule=%s", mode, review["uid"],
              decision.ref, decision.allowed, decision.rule)
     return JSONResponse(admission.review_response(review["uid"], decision))
@@ -86,7 +86,7 @@ def _mlflow_verdict(ctx: ServiceContext, event: mlflow_hook.ModelVersionEvent) -
                    "name NAME/VERSION")
     else:
         try:
-            out.update(verdict="verified", ref=check_ref(ctx, ref))
+            out.update(verdict="verified", ref=_check_ref(ctx, ref))
         except NotFoundError as exc:
             out.update(verdict="unknown", rule="record.not_found", message=exc.message)
         except RefusedError as exc:

@@ -16,14 +16,14 @@ if TYPE_CHECKING:
     from custody.provenance.policy.core import Policy
     from custody.provenance.workspace import Workspace
 
-DEFAULT_MAX_BODY = 16 * 1024 * 1024
+_DEFAULT_MAX_BODY = 16 * 1024 * 1024
 ADMISSION_MODES = ("enforce", "warn")
 
 
 @dataclass(frozen=True)
 class Settings:
     ledger: str | None = None  # URL or path; else $CUSTODY_LEDGER, else the nearest .custody/
-    max_body_bytes: int = DEFAULT_MAX_BODY
+    max_body_bytes: int = _DEFAULT_MAX_BODY
     threshold: str | None = None  # overrides the policy's scan threshold
     policy_file: Path | None = None  # else .custody/policy.toml, else the workspace's keys
     admission_mode: str = "enforce"
@@ -41,7 +41,7 @@ class Settings:
         CUSTODY_MLFLOW_ALIAS; the ledger from ``ledger``, else $CUSTODY_LEDGER."""
         env = os.environ
         try:
-            max_body = int(env.get("CUSTODY_SERVICE_MAX_BODY", DEFAULT_MAX_BODY))
+            max_body = int(env.get("CUSTODY_SERVICE_MAX_BODY", _DEFAULT_MAX_BODY))
         except ValueError:
             raise UsageError("CUSTODY_SERVICE_MAX_BODY must be a number of bytes") from None
         settings = cls(

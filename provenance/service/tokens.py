@@ -16,11 +16,11 @@ from sqlalchemy import Engine, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
+from custody.domain import ROLES
 from custody.errors import LedgerError, NotFoundError, UsageError
 from custody.provenance.ledger.models import table_of, utc_now
 from custody.provenance.ledger.token_table import ServiceToken
 
-ROLES = ("reader", "auditor", "publisher", "admin")
 RANK = {"reader": 1, "auditor": 1, "publisher": 2, "admin": 3}
 PREFIX = "cst_"
 _TOKENS = table_of(ServiceToken)
@@ -40,11 +40,11 @@ class TokenInfo:
                 "revoked": self.revoked}
 
 
-def hash_token(token: str) -> str:
+def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def check_role(role: str) -> str:
+def _check_role(role: str) -> str:
     if role not in ROLES:
         raise UsageError(f"unknown role {role!r}", hint=f"use one of: {', '.join(ROLES)}")
     return role
@@ -61,11 +61,11 @@ def _info(row: ServiceToken) -> TokenInfo:
 
 def create_token(engine: Engine, role: str, label: str = "") -> tuple[str, TokenInfo]:
     """A new token of ``role``; the plaintext is returned once and never stored."""
-    check_role(role)
+    _check_role(role)
     if len(label) > 200:
         raise UsageError("a token label has at most 200 characters")
     token = PREFIX + secrets.token_urlsafe(32)
-    row = ServiceToken(token_hash=hash_token(token), role=role, label=label,
+    row = ServiceToken(token_hash=_hash_token(token), role=role, label=label,
                        created_at=utc_now())
     try:
         with Session(engine) as session:
@@ -109,7 +109,7 @@ def authenticate(engine: Engine, token: str) -> TokenInfo | None:
     stored hash is compared again in constant time."""
     if not token.startswith(PREFIX) or len(token) > 200:
         return None
-    wanted = hash_token(token)
+    wanted = _hash_token(token)
     try:
         with Session(engine) as session:
             row = session.exec(

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import typer
 
-from custody._commands.common import Activity, Kind, Role, Threshold
+from custody._commands.common import Threshold
 from custody.cli import app
+from custody.domain import Activity, Kind, Role
 
 ROOT: Any = typer.main.get_command(app)
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*(\|[A-Z][A-Z0-9_]*)*$")
@@ -121,7 +122,7 @@ def test_an_unknown_choice_is_a_usage_error_listing_the_choices(cli, tmp_path, p
 
 
 def test_choices_agree_with_the_modules_that_check_them() -> None:
-    from custody.provenance.ledger.store import ACTIVITIES, KINDS
+    from custody.domain import ACTIVITIES, KINDS
     from custody.provenance.service.tokens import ROLES
     from custody.validators.findings import Severity
 

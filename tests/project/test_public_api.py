@@ -139,3 +139,28 @@ def test_bad_arguments_raise_custody_errors(project: Path) -> None:
         custody.record("model.pkl", name="clf", kind="model", threshold="loud")
     with pytest.raises(CustodyError):
         custody.read_parquet("missing.parquet", "policy.toml")
+
+
+def test_the_public_api_is_all_and_every_name_resolves() -> None:
+    import inspect
+
+    exported = set(custody.__all__)
+    assert {"record", "verify", "open_verified", "read_parquet", "load_torch", "open_ledger",
+            "open_workspace", "hash_path", "scan_path", "Policy", "Ledger", "Workspace",
+            "VerificationReport", "RecordResult", "ScanReport", "CustodyError"} <= exported
+    for name in exported:
+        assert getattr(custody, name) is not None, name
+    assert len(exported) < 40  # small on purpose: the rest is internal
+    assert inspect.signature(custody.open_ledger).return_annotation == "Ledger"  # typed
+
+
+def test_hash_scan_and_open_ledger_as_documented(project: Path) -> None:
+    manifest = custody.hash_path("model.pkl")
+    assert manifest.digest and len(manifest.files) == 1
+    assert custody.scan_path("model.pkl", policy="policy.toml").verdict == custody.Verdict.CLEAN
+    flagged = custody.scan_path(SAMPLES / "malicious.pkl")
+    assert flagged.verdict == custody.Verdict.FLAGGED and flagged.exit_code == 1
+    custody.record("model.pkl", name="clf", kind=custody.Kind.MODEL)
+    with custody.open_ledger() as ledger:
+        assert ledger.resolve("clf").ref == "clf@1"
+    assert custody.open_workspace().home == project / ".custody"

@@ -25,13 +25,13 @@ import numpy as np
 
 from custody.validators.dataset.encode import FeaturePlan, mix64
 
-FINE_GRID = 0.1
-COARSE_GRID = 1.0
-MAX_PAIR_FEATURES = 10
-Z_MIN = 5.0
-MIN_CELL_ROWS = 10  # no rule looks at a cell with fewer snapshot rows
-GRID_CHUNK = 1 << 20
-ALPHA = 2.0
+_FINE_GRID = 0.1
+_COARSE_GRID = 1.0
+_MAX_PAIR_FEATURES = 10
+_Z_MIN = 5.0
+_MIN_CELL_ROWS = 10  # no rule looks at a cell with fewer snapshot rows
+_GRID_CHUNK = 1 << 20
+_ALPHA = 2.0
 
 
 @dataclass
@@ -92,19 +92,19 @@ def _interval(ctx: CellContext, j: int, code: int, fine: bool) -> str:
 def _count(keys_s: np.ndarray, keys_b: np.ndarray, ctx: CellContext,
            valid: tuple[np.ndarray, np.ndarray] | None = None,
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Cells holding at least MIN_CELL_ROWS snapshot rows, the snapshot rows' index into them
+    """Cells holding at least _MIN_CELL_ROWS snapshot rows, the snapshot rows' index into them
     (-1: elsewhere), and (cells x classes) label counts of snapshot and baseline sample."""
     top = max(int(keys_s.max(initial=0)), int(keys_b.max(initial=0))) \
         if keys_s.dtype.kind == "i" else -1
     if 0 <= top < 1 << 20 and min(keys_s.min(initial=0), keys_b.min(initial=0)) >= 0:
         # small codes (bins, pairs of bins): index directly, no sort
-        cells = np.flatnonzero(np.bincount(keys_s, minlength=top + 1) >= MIN_CELL_ROWS)
+        cells = np.flatnonzero(np.bincount(keys_s, minlength=top + 1) >= _MIN_CELL_ROWS)
         remap = np.full(top + 1, -1, dtype=np.int32)
         remap[cells] = np.arange(len(cells))
         inv_s, inv_b = remap[keys_s], remap[keys_b]
     else:
         uniq, counts = np.unique(keys_s, return_counts=True)
-        cells = uniq[counts >= MIN_CELL_ROWS]
+        cells = uniq[counts >= _MIN_CELL_ROWS]
 
         def index(keys: np.ndarray) -> np.ndarray:
             if len(cells) == 0:
@@ -136,19 +136,19 @@ def _test_view(ctx: CellContext, view: str, keys_s: np.ndarray, keys_b: np.ndarr
     known = ctx.y_b[ctx.y_b >= 0]
     prior = np.bincount(known, minlength=ctx.classes) / max(len(known), 1)
     p_s = n_s / np.maximum(tot_s, 1.0)[:, None]
-    p_b = (n_b + ALPHA * prior) / (tot_b + ALPHA)[:, None]
+    p_b = (n_b + _ALPHA * prior) / (tot_b + _ALPHA)[:, None]
     excess = n_s - e
     z = excess / np.sqrt(e + ctx.scale * e + 1.0)
     total = len(ctx.y_s)
     if mode == "trigger":
         m_min = max(10.0, 2e-4 * total)
-        cand = (excess >= m_min) & (z >= Z_MIN) & (p_s >= 0.85) & (p_s - p_b >= 0.35)
+        cand = (excess >= m_min) & (z >= _Z_MIN) & (p_s >= 0.85) & (p_s - p_b >= 0.35)
     else:
         # What the baseline sample could have missed: a cell it saw n_b times may hold up to
         # (n_b + 2) * scale snapshot rows by chance alone when the sample is much smaller.
         tot_up = (tot_b + 2.0) * ctx.scale
         if mode == "fine":
-            cand = ((n_s >= 10) & (excess >= 10) & (z >= Z_MIN) & (p_s >= 0.9)
+            cand = ((n_s >= 10) & (excess >= 10) & (z >= _Z_MIN) & (p_s >= 0.9)
                     & (tot_s >= np.maximum(4 * tot_e + 8, tot_up))[:, None])
         else:  # coarse: dense cells where the baseline has (almost) nothing
             cand = ((n_s >= 20) & (p_s >= 0.95) & (tot_e <= 1.0)[:, None]
@@ -200,7 +200,7 @@ def _value_triggers(ctx: CellContext, j: int, bins_s: np.ndarray, bins_b: np.nda
     cs = np.bincount(bins_s, minlength=size).astype(np.float64)
     cb = np.bincount(bins_b, minlength=size) * ctx.scale
     dense = np.flatnonzero((cs - cb >= m_min) & ((cs - cb) / np.sqrt(cb * (1 + ctx.scale) + 1)
-                                                 >= Z_MIN))
+                                                 >= _Z_MIN))
     if len(dense) == 0:
         return []
     rows = np.flatnonzero(np.isin(bins_s, dense) & ctx.eligible & (ctx.y_s >= 0))
@@ -247,7 +247,7 @@ def trigger_hits(ctx: CellContext, relevance: np.ndarray | None = None) -> list[
     order = list(range(len(feats)))
     if relevance is not None:
         order = [int(j) for j in np.argsort(-relevance)]
-    chosen = sorted(order[:MAX_PAIR_FEATURES])
+    chosen = sorted(order[:_MAX_PAIR_FEATURES])
     coarse_s = [ctx.coarse_s[:, j] for j in range(len(feats))]
     coarse_b = [ctx.coarse_b[:, j] for j in range(len(feats))]
     for a, b in combinations(chosen, 2):
@@ -270,8 +270,8 @@ def _grid_keys(ctx: CellContext, z: np.ndarray, width: float, offset: float,
                cols: list[int]) -> np.ndarray:
     """Cell hash per row, computed in chunks so that temporaries stay small."""
     out = np.empty(len(z), dtype=np.uint64)
-    for start in range(0, len(z), GRID_CHUNK):
-        part = z[start:start + GRID_CHUNK]
+    for start in range(0, len(z), _GRID_CHUNK):
+        part = z[start:start + _GRID_CHUNK]
         h = np.full(len(part), np.uint64(0x243F6A8885A308D3), dtype=np.uint64)
         for j in cols:
             col = part[:, j].astype(np.float64)
@@ -289,11 +289,11 @@ def cluster_hits(ctx: CellContext) -> list[CellHit]:
         return hits
     every = list(range(len(ctx.plan.features)))
     cont = [j for j, f in enumerate(ctx.plan.features) if f.kind == "numeric" and f.continuous]
-    grids = [(FINE_GRID, 0.0, "fine", every), (FINE_GRID, 0.5, "fine", every)]
+    grids = [(_FINE_GRID, 0.0, "fine", every), (_FINE_GRID, 0.5, "fine", every)]
     if len(cont) >= 2 and len(cont) < len(every):
         # injected rows may vary the discrete fields: also look at the continuous ones alone
-        grids += [(FINE_GRID, 0.0, "fine", cont), (FINE_GRID, 0.5, "fine", cont)]
-    grids.append((COARSE_GRID, 0.0, "coarse", cont if cont else every))
+        grids += [(_FINE_GRID, 0.0, "fine", cont), (_FINE_GRID, 0.5, "fine", cont)]
+    grids.append((_COARSE_GRID, 0.0, "coarse", cont if cont else every))
     for width, offset, mode, cols in grids:
         ks = _grid_keys(ctx, ctx.z_s, width, offset, cols)
         kb = _grid_keys(ctx, ctx.z_b, width, offset, cols)

@@ -42,10 +42,10 @@ from custody.validators.dataset.rows import Clock, Side, poison_findings, prior_
 from custody.validators.dataset.schema import diff_schemas
 from custody.validators.findings import Finding, ScanReport, Severity
 
-LABEL_NAMES = ("label", "labels", "target", "class", "y", "outcome", "ground_truth")
-ID_NAMES = ("id", "row_id", "record_id", "sample_id", "uid", "uuid", "key")
-MAX_EVIDENCE_ROWS = 1000
-SCANNER = "dataset"
+_LABEL_NAMES = ("label", "labels", "target", "class", "y", "outcome", "ground_truth")
+_ID_NAMES = ("id", "row_id", "record_id", "sample_id", "uid", "uuid", "key")
+_MAX_EVIDENCE_ROWS = 1000
+_SCANNER = "dataset"
 
 Progress = Callable[[int, int | None], None]
 
@@ -77,7 +77,7 @@ def _pick(names: list[str], wanted: str | None, candidates: tuple[str, ...]) -> 
 
 def _error_report(path: str, rule: str, message: str, threshold: Severity) -> ScanReport:
     return ScanReport(path, (Finding(rule, Severity.HIGH, path, message),), errored=True,
-                      threshold=threshold, scanners=(SCANNER,))
+                      threshold=threshold, scanners=(_SCANNER,))
 
 
 def compare_datasets(
@@ -90,7 +90,7 @@ def compare_datasets(
     progress: Progress | None = None,
     threshold: Severity = Severity.MEDIUM,
     tolerances: Tolerances | None = None,
-    max_evidence_rows: int = MAX_EVIDENCE_ROWS,
+    max_evidence_rows: int = _MAX_EVIDENCE_ROWS,
     expectation_suite: Path | dict[str, Any] | None = None,
 ) -> DatasetComparison:
     """Compare ``snapshot`` with ``baseline`` (a path) or ``baseline_profile`` (stored JSON).
@@ -120,10 +120,10 @@ def compare_datasets(
     snames = ssrc.schema.names
     bnames = bsrc.schema.names if bsrc else [c["name"] for c in (
         baseline_profile.schema if baseline_profile else [])]
-    label = _pick(snames, label, LABEL_NAMES)
+    label = _pick(snames, label, _LABEL_NAMES)
     if label is not None and label not in snames and label not in bnames:
         raise ValueError(f"label column {label!r} is in neither the snapshot nor the baseline")
-    id_column = _pick([n for n in snames if n in bnames], id_column, ID_NAMES)
+    id_column = _pick([n for n in snames if n in bnames], id_column, _ID_NAMES)
     if id_column is not None and id_column not in snames:
         raise ValueError(f"id column {id_column!r} is not in the snapshot")
     both_label = label if (label in snames and label in bnames) else None
@@ -205,7 +205,7 @@ def _compare(ssrc: DataSource, bsrc: DataSource | None, bprof: DatasetProfile | 
                                     "rules need a categorical label"))
     findings = prior_shift(findings, s, b, codes, display, cap, rows, tol)
     report = ScanReport(display, tuple(findings), errored=False, threshold=threshold,
-                        scanners=(SCANNER,))
+                        scanners=(_SCANNER,))
     clock.lap("report")
     return DatasetComparison(report, s.profile, bprof, rows, label, id_col,
                              time.perf_counter() - start, clock.stages)

@@ -25,8 +25,8 @@ from custody.validators.dataset.profile import (
 )
 from custody.validators.findings import Finding, Severity
 
-PSI_BINS = 10
-EPS = 1e-4
+_PSI_BINS = 10
+_EPS = 1e-4
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,8 @@ def _cdf(quantiles: Sequence[float], x: np.ndarray) -> np.ndarray:
 
 
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:
-    e = np.clip(expected, EPS, None)
-    a = np.clip(actual, EPS, None)
+    e = np.clip(expected, _EPS, None)
+    a = np.clip(actual, _EPS, None)
     e, a = e / e.sum(), a / a.sum()
     return float(np.sum((a - e) * np.log(a / e)))
 
@@ -72,10 +72,10 @@ def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
     return 0.5 * kl(p) + 0.5 * kl(q)
 
 
-def numeric_bins(b: ColumnProfile, s: ColumnProfile) -> tuple[np.ndarray, np.ndarray]:
+def _numeric_bins(b: ColumnProfile, s: ColumnProfile) -> tuple[np.ndarray, np.ndarray]:
     """Proportions of baseline and snapshot over the baseline's decile bins (+ outer bins)."""
     qb = b.quantiles
-    edges = np.unique(np.quantile(np.asarray(qb), np.linspace(0, 1, PSI_BINS + 1)))
+    edges = np.unique(np.quantile(np.asarray(qb), np.linspace(0, 1, _PSI_BINS + 1)))
     cb, cs = _cdf(qb, edges), _cdf(s.quantiles, edges)
     # bins: (-inf, e0), [e0, e1) ... [e_k, inf) using right-continuous CDFs at the edges
     pb = np.diff(np.concatenate([[0.0], cb, [1.0]]))
@@ -97,7 +97,7 @@ def wasserstein_normalised(b: ColumnProfile, s: ColumnProfile) -> float:
     return w / scale
 
 
-def categorical_proportions(b: ColumnProfile, s: ColumnProfile) -> tuple[np.ndarray, np.ndarray]:
+def _categorical_proportions(b: ColumnProfile, s: ColumnProfile) -> tuple[np.ndarray, np.ndarray]:
     bc, sc = b.value_counts, s.value_counts
     keys = list(dict.fromkeys([*bc, *sc]))
     pb = np.array([bc.get(k, 0) for k in keys], dtype=np.float64)
@@ -108,10 +108,10 @@ def categorical_proportions(b: ColumnProfile, s: ColumnProfile) -> tuple[np.ndar
 def column_distance(b: ColumnProfile, s: ColumnProfile) -> float:
     """A scale-free distance between two columns' distributions (0 = identical)."""
     if b.kind in (NUMERIC, TEMPORAL) and b.quantiles and s.quantiles:
-        pb, ps = numeric_bins(b, s)
+        pb, ps = _numeric_bins(b, s)
         return max(psi(pb, ps), wasserstein_normalised(b, s))
     if b.values is not None and s.values is not None:
-        pb, ps = categorical_proportions(b, s)
+        pb, ps = _categorical_proportions(b, s)
         return jensen_shannon(pb, ps)
     return float("inf")
 
@@ -140,12 +140,12 @@ def is_time_like(b: ColumnProfile) -> bool:
     return b.kind == TEMPORAL or (b.kind == NUMERIC and b.monotonic)
 
 
-def drift_numeric(b: ColumnProfile, s: ColumnProfile, path: str, tol: Tolerances) -> list[Finding]:
+def _drift_numeric(b: ColumnProfile, s: ColumnProfile, path: str, tol: Tolerances) -> list[Finding]:
     if not b.quantiles or not s.quantiles:
         return []
     nb, ns = _effective(b.count - b.nulls, b.sample_size), _effective(s.count - s.nulls,
                                                                       s.sample_size)
-    pb, ps = numeric_bins(b, s)
+    pb, ps = _numeric_bins(b, s)
     p = psi(pb, ps)
     w = wasserstein_normalised(b, s)
     psi_floor = tol.noise_factor * (len(pb) - 1) * (1 / nb + 1 / ns)
@@ -166,11 +166,11 @@ def drift_numeric(b: ColumnProfile, s: ColumnProfile, path: str, tol: Tolerances
     )]
 
 
-def drift_categorical(b: ColumnProfile, s: ColumnProfile, path: str, tol: Tolerances
+def _drift_categorical(b: ColumnProfile, s: ColumnProfile, path: str, tol: Tolerances
                       ) -> list[Finding]:
     if b.values is None or s.values is None:
         return []
-    pb, ps = categorical_proportions(b, s)
+    pb, ps = _categorical_proportions(b, s)
     js = jensen_shannon(pb, ps)
     p = psi(pb, ps)
     nb, ns = max(b.count - b.nulls, 1), max(s.count - s.nulls, 1)
@@ -188,11 +188,11 @@ def drift_categorical(b: ColumnProfile, s: ColumnProfile, path: str, tol: Tolera
     )]
 
 
-def drift_label(b: ColumnProfile, s: ColumnProfile, path: str, tol: Tolerances) -> list[Finding]:
+def _drift_label(b: ColumnProfile, s: ColumnProfile, path: str, tol: Tolerances) -> list[Finding]:
     """Label marginal: the largest absolute change of a class's share (JS and PSI as context)."""
     if b.values is None or s.values is None:
         return []
-    pb, ps = categorical_proportions(b, s)
+    pb, ps = _categorical_proportions(b, s)
     delta = np.abs(ps - pb)
     k = int(np.argmax(delta)) if len(delta) else 0
     value = float(delta[k]) if len(delta) else 0.0
@@ -212,7 +212,7 @@ def drift_label(b: ColumnProfile, s: ColumnProfile, path: str, tol: Tolerances) 
     )]
 
 
-def drift_nulls(b: ColumnProfile, s: ColumnProfile, path: str, tol: Tolerances) -> list[Finding]:
+def _drift_nulls(b: ColumnProfile, s: ColumnProfile, path: str, tol: Tolerances) -> list[Finding]:
     rb, rs = b.null_rate, s.null_rate
     delta = abs(rs - rb)
     pooled = (b.nulls + s.nulls) / max(b.count + s.count, 1)
@@ -228,7 +228,7 @@ def drift_nulls(b: ColumnProfile, s: ColumnProfile, path: str, tol: Tolerances) 
     )]
 
 
-def drift_time(b: ColumnProfile, s: ColumnProfile, path: str) -> list[Finding]:
+def _drift_time(b: ColumnProfile, s: ColumnProfile, path: str) -> list[Finding]:
     """Time-like columns should move forward; report only a move backwards."""
     if not b.quantiles or not s.quantiles or b.max is None or s.max is None:
         return []
@@ -253,15 +253,15 @@ def compare_profiles(base: DatasetProfile, snap: DatasetProfile, path: str, *,
         s = snap.columns.get(name)
         if s is None or name in skip or s.kind != b.kind:
             continue
-        out.extend(drift_nulls(b, s, path, tol))
+        out.extend(_drift_nulls(b, s, path, tol))
         if name == label:
-            out.extend(drift_label(b, s, path, tol))
+            out.extend(_drift_label(b, s, path, tol))
         elif is_time_like(b):
-            out.extend(drift_time(b, s, path))
+            out.extend(_drift_time(b, s, path))
         elif b.kind == NUMERIC and b.values is not None and len(b.values) <= 20:
-            out.extend(drift_categorical(b, s, path, tol))
+            out.extend(_drift_categorical(b, s, path, tol))
         elif b.kind in (NUMERIC, TEMPORAL):
-            out.extend(drift_numeric(b, s, path, tol))
+            out.extend(_drift_numeric(b, s, path, tol))
         elif b.kind == CATEGORICAL:
-            out.extend(drift_categorical(b, s, path, tol))
+            out.extend(_drift_categorical(b, s, path, tol))
     return out

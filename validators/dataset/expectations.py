@@ -24,8 +24,8 @@ from typing import Any
 from custody.validators.dataset.profile import CATEGORICAL, NUMERIC, DatasetProfile
 from custody.validators.findings import Finding, Severity
 
-MAX_SET = 50
-MAX_ROWS = 1000
+_MAX_SET = 50
+_MAX_ROWS = 1000
 
 
 def _gx() -> Any:
@@ -63,7 +63,7 @@ def baseline_suite(profile: DatasetProfile, name: str = "custody-baseline", *,
                                         "min_value": col.mean - 0.1 * col.std,
                                         "max_value": col.mean + 0.1 * col.std}})
         elif col.kind in (CATEGORICAL, NUMERIC) and col.values is not None \
-                and len(col.values) <= MAX_SET:
+                and len(col.values) <= _MAX_SET:
             exps.append({"type": "expect_column_values_to_be_in_set",
                          "kwargs": {"column": col.name,
                                     "value_set": [v for v, _ in col.values]}})
@@ -86,7 +86,7 @@ def _plain(value: Any) -> Any:
 
 
 def run_suite(snapshot: Path, suite: Path | dict[str, Any], *, path: str | None = None,
-              max_rows: int = MAX_ROWS) -> list[Finding]:
+              max_rows: int = _MAX_ROWS) -> list[Finding]:
     """Validate ``snapshot`` against ``suite``; one finding per failed expectation."""
     from custody.validators.dataset.reader import open_source
 

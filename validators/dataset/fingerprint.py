@@ -11,21 +11,21 @@ from typing import Any
 import pyarrow as pa
 
 
-def canonical_type(typ: pa.DataType) -> str:
+def _canonical_type(typ: pa.DataType) -> str:
     """The logical type name: string/large_string and dictionary<string> read alike."""
     if pa.types.is_dictionary(typ):
-        return canonical_type(typ.value_type)
+        return _canonical_type(typ.value_type)
     if pa.types.is_large_string(typ) or pa.types.is_string_view(typ):
         return "string"
     if pa.types.is_large_binary(typ) or pa.types.is_binary_view(typ):
         return "binary"
     if pa.types.is_large_list(typ):
-        return f"list<{canonical_type(typ.value_type)}>"
+        return f"list<{_canonical_type(typ.value_type)}>"
     return str(typ)
 
 
 def describe_schema(schema: pa.Schema) -> list[dict[str, Any]]:
-    return [{"name": f.name, "type": canonical_type(f.type), "nullable": bool(f.nullable)}
+    return [{"name": f.name, "type": _canonical_type(f.type), "nullable": bool(f.nullable)}
             for f in schema]
 
 

@@ -22,14 +22,14 @@ import numpy as np
 
 from custody.validators.dataset.encode import FeaturePlan
 
-KNN_K = 10
-KNN_AGREE = 1.0  # a row is "disagreeing" when at least this share of neighbours has another label
-KNN_REFERENCE = 20_000
-KNN_DIMS = 6
-SELF_RATE_ROWS = 5_000
-MIN_EXCESS_SHARE = 0.0005  # the kNN rule needs an excess of at least this share of rows
-NB_BINS_CAP = 64
-NB_SCREEN = 0.35  # rows whose own label has less naive-Bayes probability are queried
+_KNN_K = 10
+_KNN_AGREE = 1.0  # a row is "disagreeing" when at least this share of neighbours has another label
+_KNN_REFERENCE = 20_000
+_KNN_DIMS = 6
+_SELF_RATE_ROWS = 5_000
+_MIN_EXCESS_SHARE = 0.0005  # the kNN rule needs an excess of at least this share of rows
+_NB_BINS_CAP = 64
+_NB_SCREEN = 0.35  # rows whose own label has less naive-Bayes probability are queried
 
 
 @dataclass
@@ -115,14 +115,14 @@ class NaiveBayes:
     """Per-feature binned likelihoods from the baseline sample: a cheap screen and prior."""
 
     log_prior: np.ndarray
-    log_lik: np.ndarray  # (features, NB_BINS_CAP, classes)
+    log_lik: np.ndarray  # (features, _NB_BINS_CAP, classes)
 
     @classmethod
     def fit(cls, bins: np.ndarray, y: np.ndarray, classes: int) -> NaiveBayes:
         ok = y >= 0
         bins, y = bins[ok], y[ok]
         prior = np.bincount(y, minlength=classes).astype(np.float64) + 1.0
-        lik = np.ones((bins.shape[1], NB_BINS_CAP, classes))
+        lik = np.ones((bins.shape[1], _NB_BINS_CAP, classes))
         for j in range(bins.shape[1]):
             np.add.at(lik[j], (bins[:, j], y), 1.0)
         lik /= lik.sum(axis=1, keepdims=True)
@@ -149,7 +149,7 @@ class NaiveBayes:
         out = np.zeros(bins.shape[1])
         classes = len(self.log_prior)
         for j in range(bins.shape[1]):
-            joint = np.zeros((NB_BINS_CAP, classes))
+            joint = np.zeros((_NB_BINS_CAP, classes))
             np.add.at(joint, (bins[ok, j], y[ok]), 1.0)
             joint /= max(joint.sum(), 1.0)
             pa_, pb_ = joint.sum(axis=1, keepdims=True), joint.sum(axis=0, keepdims=True)
@@ -161,7 +161,7 @@ class NaiveBayes:
 def _knn_space(plan: FeaturePlan, z_ref: np.ndarray, y_ref: np.ndarray, classes: int,
                relevance: np.ndarray) -> tuple[list[int], list[np.ndarray | None]]:
     """Pick the most informative features; categorical ones get a target encoding."""
-    chosen = [int(j) for j in np.argsort(-relevance)[:KNN_DIMS] if relevance[j] > 1e-4]
+    chosen = [int(j) for j in np.argsort(-relevance)[:_KNN_DIMS] if relevance[j] > 1e-4]
     encoders: list[np.ndarray | None] = []
     for j in chosen:
         f = plan.features[j]
@@ -209,9 +209,9 @@ def fit_screen(z_ref: np.ndarray, y_ref: np.ndarray, coarse_ref: np.ndarray,
     """Naive Bayes on the baseline sample's coarse bins: the model, p(label | row) for every
     snapshot row, and each feature's mutual information with the label."""
     ok = y_ref >= 0
-    b_ref = np.minimum(coarse_ref[ok], NB_BINS_CAP - 1)
+    b_ref = np.minimum(coarse_ref[ok], _NB_BINS_CAP - 1)
     nb = NaiveBayes.fit(b_ref, y_ref[ok], classes)
-    proba = nb.proba(np.minimum(coarse_s, NB_BINS_CAP - 1))
+    proba = nb.proba(np.minimum(coarse_s, _NB_BINS_CAP - 1))
     return nb, proba, nb.information(b_ref, y_ref[ok])
 
 
@@ -224,35 +224,35 @@ def knn_disagreement(plan: FeaturePlan, z_ref: np.ndarray, y_ref: np.ndarray,
     ckdtree = importlib.import_module("scipy.spatial").cKDTree
 
     ok = y_ref >= 0
-    if ok.sum() < 4 * KNN_K or not plan.features or classes < 2:
+    if ok.sum() < 4 * _KNN_K or not plan.features or classes < 2:
         return None
-    z_ref, y_ref, coarse_ref = z_ref[ok], y_ref[ok], np.minimum(coarse_ref[ok], NB_BINS_CAP - 1)
+    z_ref, y_ref, coarse_ref = z_ref[ok], y_ref[ok], np.minimum(coarse_ref[ok], _NB_BINS_CAP - 1)
     chosen, encoders = _knn_space(plan, z_ref, y_ref, classes, relevance)
     if not chosen:
         return None
     rng = np.random.default_rng(7)
-    ref_idx = np.sort(rng.permutation(len(z_ref))[:KNN_REFERENCE])
+    ref_idx = np.sort(rng.permutation(len(z_ref))[:_KNN_REFERENCE])
     ref = _embed(z_ref[ref_idx], chosen, encoders)
     ref_y = y_ref[ref_idx]
     tree = ckdtree(ref)
 
     def disagree(points: np.ndarray, labels: np.ndarray, self_match: bool) -> np.ndarray:
-        k = KNN_K + 1 if self_match else KNN_K
+        k = _KNN_K + 1 if self_match else _KNN_K
         _, ind = tree.query(points, k=k, workers=2)
         neigh = ref_y[ind[:, 1:] if self_match else ind]
         share_own = (neigh == labels[:, None]).mean(axis=1)
-        return np.asarray(share_own <= 1.0 - KNN_AGREE)
+        return np.asarray(share_own <= 1.0 - _KNN_AGREE)
 
     # The baseline's own rate of such rows, with the same screen: sample rows outside the
     # reference set are queried as they are; when the sample is small, leave-one-out on it.
     outside = np.setdiff1d(np.arange(len(z_ref)), ref_idx)
-    if len(outside) >= SELF_RATE_ROWS:
+    if len(outside) >= _SELF_RATE_ROWS:
         probe_z, probe_y, probe_bins = z_ref[outside], y_ref[outside], coarse_ref[outside]
         loo = False
     else:
         probe_z, probe_y, probe_bins = z_ref[ref_idx], ref_y, coarse_ref[ref_idx]
         loo = True
-    doubtful = (nb.proba(probe_bins)[np.arange(len(probe_y)), probe_y] < NB_SCREEN) \
+    doubtful = (nb.proba(probe_bins)[np.arange(len(probe_y)), probe_y] < _NB_SCREEN) \
         & _complete(probe_z, chosen, encoders)
     base_hits = int(disagree(_embed(probe_z[doubtful], chosen, encoders), probe_y[doubtful],
                              loo).sum())
@@ -262,7 +262,7 @@ def knn_disagreement(plan: FeaturePlan, z_ref: np.ndarray, y_ref: np.ndarray,
     # rows with a null in a numeric kNN feature have no place in that space: not queried
     cand = np.flatnonzero(eligible & (y_s >= 0) & _complete(z_s, chosen, encoders))
     q = len(cand)
-    screen = cand[proba_s[cand, y_s[cand]] < NB_SCREEN]
+    screen = cand[proba_s[cand, y_s[cand]] < _NB_SCREEN]
     hits = screen[disagree(_embed(z_s[screen], chosen, encoders), y_s[screen], False)]
     d = len(hits)
     expected = q * base_rate
@@ -270,10 +270,10 @@ def knn_disagreement(plan: FeaturePlan, z_ref: np.ndarray, y_ref: np.ndarray,
     # the natural rate is itself estimated from n_probe rows: its error scales with q
     rate_var = max(base_rate, 1.0 / n_probe) * (1 - base_rate)
     z = excess / math.sqrt(q * rate_var + q * q * rate_var / n_probe + 1)
-    ev = {"k": KNN_K, "agreement": KNN_AGREE, "queried_rows": q, "screened_rows": len(screen),
+    ev = {"k": _KNN_K, "agreement": _KNN_AGREE, "queried_rows": q, "screened_rows": len(screen),
           "expected_natural": round(expected, 2), "baseline_rate": round(base_rate, 6),
           "baseline_probe_rows": n_probe,
           "features": [plan.features[j].name for j in chosen], "z": round(z, 2)}
-    if excess < max(10.0, MIN_EXCESS_SHARE * q) or z < 5:
+    if excess < max(10.0, _MIN_EXCESS_SHARE * q) or z < 5:
         return None
     return RuleHit(hits, ev)

@@ -4,7 +4,7 @@ The profile is plain JSON (``DatasetProfile.to_json``) so that a baseline's prof
 in the ledger and compared against later without the old bytes. Per column it keeps exact counts
 (rows, nulls, min, max, mean, std), an exact value-count table for low-cardinality columns, a
 quantile sketch for numeric and time columns (quantiles of a uniform row sample of up to
-``SAMPLE_ROWS`` rows), and whether the column never decreased in file order (time-like).
+``_SAMPLE_ROWS`` rows), and whether the column never decreased in file order (time-like).
 
 The same pass keeps that uniform row sample (bottom-k on random priorities) as an Arrow table:
 the poisoning rules use the baseline's sample as their reference set.
@@ -25,10 +25,10 @@ import pyarrow.compute as pc
 from custody.validators.dataset.fingerprint import describe_schema, fingerprint_of
 from custody.validators.dataset.reader import DataSource, open_source
 
-SAMPLE_ROWS = 65_536
-QUANTILES = 512  # the sketch holds QUANTILES + 1 points
-MAX_DISTINCT = 1000  # exact value counts up to this many distinct values
-PROFILE_VERSION = 1
+_SAMPLE_ROWS = 65_536
+_QUANTILES = 512  # the sketch holds _QUANTILES + 1 points
+_MAX_DISTINCT = 1000  # exact value counts up to this many distinct values
+_PROFILE_VERSION = 1
 NUMERIC, CATEGORICAL, TEMPORAL, OTHER = "numeric", "categorical", "temporal", "other"
 
 Progress = Callable[[int, int | None], None]
@@ -113,7 +113,7 @@ class DatasetProfile:
     fingerprint: str
     columns: dict[str, ColumnProfile]
     label: str | None = None
-    version: int = PROFILE_VERSION
+    version: int = _PROFILE_VERSION
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,7 +127,7 @@ class DatasetProfile:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DatasetProfile:
-        if int(data.get("version", 0)) != PROFILE_VERSION:
+        if int(data.get("version", 0)) != _PROFILE_VERSION:
             raise ValueError(f"unsupported dataset profile version {data.get('version')!r}")
         return cls(
             rows=int(data["rows"]),
@@ -187,7 +187,7 @@ class _ColumnStats:
             self.counts = None  # floats: the quantile sketch describes them
             return
         vc = pc.value_counts(array)
-        if len(vc) > MAX_DISTINCT:
+        if len(vc) > _MAX_DISTINCT:
             self.overflow = True
             self.counts = None
             return
@@ -198,7 +198,7 @@ class _ColumnStats:
                 continue
             key = _plain(value)
             self.counts[key] = self.counts.get(key, 0) + int(n)
-        if len(self.counts) > MAX_DISTINCT:
+        if len(self.counts) > _MAX_DISTINCT:
             self.overflow = True
             self.counts = None
 
@@ -216,8 +216,8 @@ class _ColumnStats:
             prof.sample_size = len(s)
             if len(s):
                 ordered = np.sort(s)
-                # inverted-CDF quantiles at i / QUANTILES: the smallest x with F(x) >= p
-                idx = np.ceil(np.linspace(0.0, 1.0, QUANTILES + 1) * len(ordered)) - 1
+                # inverted-CDF quantiles at i / _QUANTILES: the smallest x with F(x) >= p
+                idx = np.ceil(np.linspace(0.0, 1.0, _QUANTILES + 1) * len(ordered)) - 1
                 prof.quantiles = ordered[np.clip(idx, 0, len(ordered) - 1).astype(int)].tolist()
         prof.distinct_overflow = self.overflow or (self.counts is None and self.kind != NUMERIC)
         if self.counts is not None:
@@ -229,7 +229,7 @@ class _ColumnStats:
 class RowSampler:
     """A uniform sample of up to ``k`` rows (bottom-k on seeded random priorities)."""
 
-    def __init__(self, k: int = SAMPLE_ROWS, seed: int = 0x5EED,
+    def __init__(self, k: int = _SAMPLE_ROWS, seed: int = 0x5EED,
                  expected_rows: int | None = None) -> None:
         self.k = k
         self.rng = np.random.default_rng(seed)
@@ -276,7 +276,7 @@ class Profiler:
     """Feed record batches; get a :class:`DatasetProfile` and the row sample."""
 
     def __init__(self, schema: pa.Schema, label: str | None = None,
-                 sample_rows: int = SAMPLE_ROWS, expected_rows: int | None = None) -> None:
+                 sample_rows: int = _SAMPLE_ROWS, expected_rows: int | None = None) -> None:
         self.schema = schema
         self.label = label
         self.stats = {f.name: _ColumnStats(f.name, f.type) for f in schema}
@@ -302,7 +302,7 @@ class Profiler:
         return DatasetProfile(self.rows, schema_desc, fingerprint, columns, self.label)
 
 
-def profile_batches(source: DataSource, batches: Iterable[pa.RecordBatch],
+def _profile_batches(source: DataSource, batches: Iterable[pa.RecordBatch],
                     label: str | None = None, progress: Progress | None = None
                     ) -> DatasetProfile:
     profiler = Profiler(source.schema, label, expected_rows=source.num_rows)
@@ -318,4 +318,4 @@ def profile_dataset(path: Path, *, label: str | None = None,
                     progress: Progress | None = None) -> DatasetProfile:
     """Profile ``path`` in one streamed pass; the result is JSON-serialisable via ``to_json``."""
     source = open_source(Path(path))
-    return profile_batches(source, source.batches(), label, progress)
+    return _profile_batches(source, source.batches(), label, progress)

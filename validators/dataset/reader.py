@@ -25,13 +25,13 @@ import pyarrow.parquet as pq
 
 from custody.errors import DatasetReadError
 
-BATCH_ROWS = 131_072
-PARQUET_MAGIC = b"PAR1"
+_BATCH_ROWS = 131_072
+_PARQUET_MAGIC = b"PAR1"
 
 
 def _is_parquet(path: Path) -> bool:
     with path.open("rb") as stream:
-        return stream.read(4) == PARQUET_MAGIC
+        return stream.read(4) == _PARQUET_MAGIC
 
 
 def _visible(path: Path, root: Path) -> bool:
@@ -62,7 +62,7 @@ class DataSource:
         return self.kind == "csv"
 
     def batches(
-        self, columns: Sequence[str] | None = None, batch_rows: int = BATCH_ROWS
+        self, columns: Sequence[str] | None = None, batch_rows: int = _BATCH_ROWS
     ) -> Iterator[pa.RecordBatch]:
         """Record batches in file order, restricted to ``columns`` (all when None)."""
         cols = list(columns) if columns is not None else None

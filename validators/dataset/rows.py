@@ -27,7 +27,7 @@ from custody.validators.dataset.profile import DatasetProfile, Profiler
 from custody.validators.dataset.reader import DataSource
 from custody.validators.findings import Finding, Severity
 
-PARALLEL_RULES_MAX_ROWS = 2_000_000
+_PARALLEL_RULES_MAX_ROWS = 2_000_000
 
 
 class Clock:
@@ -107,7 +107,7 @@ def read_side(source: DataSource, profiler: Profiler, hash_cols: list[str], labe
                  cat(ids, np.uint64) if id_col is not None else None, z, sample_labels)
 
 
-def rows_evidence(rows: np.ndarray, cap: int) -> dict[str, Any]:
+def _rows_evidence(rows: np.ndarray, cap: int) -> dict[str, Any]:
     rows = np.unique(rows)
     return {"rows": [int(r) for r in rows[:cap]], "row_count": len(rows),
             "rows_truncated": bool(len(rows) > cap)}
@@ -131,7 +131,7 @@ def poison_findings(b: Side, s: Side, plan: FeaturePlan, codes: LabelCodes, clas
             out.append(Finding(
                 "poison.label_changed", Severity.HIGH, path,
                 f"{len(hit.rows)} row(s) keep their id but changed label since the baseline",
-                evidence={**rows_evidence(hit.rows, cap), **hit.evidence,
+                evidence={**_rows_evidence(hit.rows, cap), **hit.evidence,
                           "transitions": {}}))
     dup, same = poison.conflicting_duplicates(b.hashes, b.labels, s.hashes, s.labels, changed)
     transitions = _transitions(rows.get("poison.label_changed"), s, b, names)
@@ -141,7 +141,7 @@ def poison_findings(b: Side, s: Side, plan: FeaturePlan, codes: LabelCodes, clas
         out.append(Finding(
             "poison.conflicting_duplicate", Severity.HIGH, path,
             f"{len(dup.rows)} row(s) repeat a baseline row exactly but with another label",
-            evidence={**rows_evidence(dup.rows, cap), **dup.evidence}))
+            evidence={**_rows_evidence(dup.rows, cap), **dup.evidence}))
     for f in out:
         if f.rule_id == "poison.label_changed":
             f.evidence["transitions"] = transitions
@@ -165,7 +165,7 @@ def poison_findings(b: Side, s: Side, plan: FeaturePlan, codes: LabelCodes, clas
         ("poison_triggers", lambda: cellrules.trigger_hits(ctx, relevance)),
         ("poison_clusters", lambda: cellrules.cluster_hits(ctx)),
     ]
-    if n <= PARALLEL_RULES_MAX_ROWS:
+    if n <= _PARALLEL_RULES_MAX_ROWS:
         # independent rule families; numpy and scipy release the GIL
         with ThreadPoolExecutor(max_workers=2) as pool:
             futures = [pool.submit(job) for _, job in jobs]
@@ -184,7 +184,7 @@ def poison_findings(b: Side, s: Side, plan: FeaturePlan, codes: LabelCodes, clas
             f"{len(knn.rows)} row(s) carry a label that all of their nearest baseline "
             f"neighbours contradict; about {knn.evidence['expected_natural']:.0f} would be "
             "expected from the baseline's own noise",
-            evidence={**rows_evidence(knn.rows, cap), **knn.evidence}))
+            evidence={**_rows_evidence(knn.rows, cap), **knn.evidence}))
     for rule, hits, what in (
         ("poison.trigger_pattern", triggers,
          "feature value(s) or value combination(s) predict one label far more strongly than "
@@ -201,7 +201,7 @@ def poison_findings(b: Side, s: Side, plan: FeaturePlan, codes: LabelCodes, clas
         out.append(Finding(
             rule, Severity.HIGH, path, f"{len(flagged)} row(s): {len(hits)} {what}; "
             f"first: {hits[0].description} -> label {names[hits[0].label]!r}",
-            evidence={**rows_evidence(flagged, cap),
+            evidence={**_rows_evidence(flagged, cap),
                       "patterns": [h.to_json(names) for h in hits[:20]],
                       "pattern_count": len(hits)}))
     return out
@@ -251,7 +251,7 @@ def prior_shift(findings: list[Finding], s: Side, b: Side | None, codes: LabelCo
         "poison.prior_shift_injected", Severity.HIGH, path,
         f"the label marginal moved (largest class-share change {shift.evidence['value']:.3f}) "
         f"and the {len(flagged)} flagged row(s) explain it (without them: {change_after:.3f})",
-        evidence={**rows_evidence(culprit, cap), "statistic": "max_share_change",
+        evidence={**_rows_evidence(culprit, cap), "statistic": "max_share_change",
                   "value": shift.evidence["value"],
                   "value_without_flagged": round(change_after, 6),
                   "labels_grown": [names[int(c)] for c in grown]})

@@ -14,9 +14,9 @@ from custody.validators.dataset.profile import (
 )
 from custody.validators.findings import Finding, Severity
 
-NEW_CATEGORY_MAX_DISTINCT = 50  # "low-cardinality": at most this many values in the baseline
-RENAME_TOLERANCE = 0.02  # profile distance under which a removed+added pair is a rename
-NEW_VALUE_SHARE = 0.005  # new values in an open vocabulary must reach this share of rows
+_NEW_CATEGORY_MAX_DISTINCT = 50  # "low-cardinality": at most this many values in the baseline
+_RENAME_TOLERANCE = 0.02  # profile distance under which a removed+added pair is a rename
+_NEW_VALUE_SHARE = 0.005  # new values in an open vocabulary must reach this share of rows
 
 _INT_BITS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64,
              "uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64}
@@ -50,15 +50,15 @@ def type_change(old: str, new: str) -> str:
 
 
 def _rename_tolerance(a: ColumnProfile, b: ColumnProfile) -> float:
-    """RENAME_TOLERANCE, loosened to the sampling noise of small columns."""
+    """_RENAME_TOLERANCE, loosened to the sampling noise of small columns."""
     na = max(min(a.count - a.nulls, a.sample_size or a.count), 1)
     nb = max(min(b.count - b.nulls, b.sample_size or b.count), 1)
-    return max(RENAME_TOLERANCE, 3.0 * math.sqrt(1 / na + 1 / nb))
+    return max(_RENAME_TOLERANCE, 3.0 * math.sqrt(1 / na + 1 / nb))
 
 
 def _profile_distance(a: ColumnProfile, b: ColumnProfile) -> float:
     """A small number when two columns hold the same data (for rename detection)."""
-    if a.kind != b.kind or abs(a.null_rate - b.null_rate) > RENAME_TOLERANCE:
+    if a.kind != b.kind or abs(a.null_rate - b.null_rate) > _RENAME_TOLERANCE:
         return float("inf")
     return column_distance(a, b)
 
@@ -161,7 +161,7 @@ def _new_categories(b: ColumnProfile, s: ColumnProfile, path: str) -> list[Findi
         return []
     if b.kind == NUMERIC and (s.kind != NUMERIC or b.distinct_overflow):
         return []
-    if len(b.values) > NEW_CATEGORY_MAX_DISTINCT or b.count - b.nulls < 20 * len(b.values):
+    if len(b.values) > _NEW_CATEGORY_MAX_DISTINCT or b.count - b.nulls < 20 * len(b.values):
         return []
     known = {str(v) for v, _ in b.values}
     new = [[v, n] for v, n in s.values if str(v) not in known]
@@ -172,7 +172,7 @@ def _new_categories(b: ColumnProfile, s: ColumnProfile, path: str) -> list[Findi
     # expected; report it only when the new values are common.
     rarest = min(n for _, n in b.values)
     closed = rarest >= max(5, 0.001 * (b.count - b.nulls))
-    if not closed and total < NEW_VALUE_SHARE * max(s.count - s.nulls, 1):
+    if not closed and total < _NEW_VALUE_SHARE * max(s.count - s.nulls, 1):
         return []
     shown = [str(v) for v, _ in new[:20]]
     return [Finding(

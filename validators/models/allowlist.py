@@ -157,10 +157,10 @@ _SCIPY: frozenset[str] = frozenset(
     ]
 )
 
-EXACT: frozenset[str] = _TORCH | _NUMPY | _STDLIB | _SCIPY
+_EXACT: frozenset[str] = _TORCH | _NUMPY | _STDLIB | _SCIPY
 
 
-SKLEARN: dict[str, frozenset[str]] = {
+_SKLEARN: dict[str, frozenset[str]] = {
     "sklearn._loss": _names(
         "CyHalfBinomialLoss CyHalfGammaLoss CyHalfPoissonLoss CyHalfSquaredError "
         "CyHalfTweedieLossIdentity HalfBinomialLoss HalfGammaLoss HalfPoissonLoss "
@@ -269,17 +269,17 @@ _SKLEARN_NEVER = frozenset({"tests", "_testing", "datasets", "externals", "_buil
 
 
 def is_allowlisted(module: str, name: str) -> bool:
-    if f"{module}.{name}" in EXACT:
+    if f"{module}.{name}" in _EXACT:
         return True
     parts = module.split(".")
     if parts[0] != "sklearn" or "." in name or _SKLEARN_NEVER.intersection(parts):
         return False
-    return name in SKLEARN.get(".".join(parts[:2]), frozenset())
+    return name in _SKLEARN.get(".".join(parts[:2]), frozenset())
 
 
 # TorchScript archives are read by torch.jit.load's own unpickler, which resolves ``__torch__``
 # classes from the archive's compiled code/ and admits only these helper functions.
-TORCHSCRIPT: frozenset[str] = frozenset(
+_TORCHSCRIPT: frozenset[str] = frozenset(
     f"torch.jit._pickle.{name}"
     for name in (
         "build_intlist", "build_tensorlist", "build_doublelist", "build_boollist",
@@ -292,5 +292,5 @@ def is_torchscript_allowed(module: str, name: str) -> bool:
     return (
         module == "__torch__"
         or module.startswith("__torch__.")
-        or (f"{module}.{name}" in TORCHSCRIPT)
+        or (f"{module}.{name}" in _TORCHSCRIPT)
     )

@@ -28,7 +28,7 @@ from custody.validators.models.context import Ctx
 from custody.validators.models.pickle_vm import PickleMachine
 
 SNIFF_BYTES = 512
-MAX_IN_MEMORY = 256 << 20
+_MAX_IN_MEMORY = 256 << 20
 
 Handler = Callable[[BinaryIO, "int | None", Ctx, bytes], list[Finding]]
 
@@ -54,12 +54,12 @@ def sniff(head: bytes) -> FileFormat | ExtraFormat:
         return extra
     if extra is ExtraFormat.TAR:
         return extra
-    if fmt in (FileFormat.TEXT, FileFormat.UNKNOWN) and looks_like_pickle(head):
+    if fmt in (FileFormat.TEXT, FileFormat.UNKNOWN) and _looks_like_pickle(head):
         return FileFormat.PICKLE
     return fmt
 
 
-def looks_like_pickle(head: bytes) -> bool:
+def _looks_like_pickle(head: bytes) -> bool:
     """Protocol 0/1 pickles have no magic: run the symbolic machine over the first bytes."""
     from custody.validators.interface import ScanLimits
     from custody.validators.models.context import Budget
@@ -96,14 +96,14 @@ def _scan(stream: BinaryIO, size: int | None, ctx: Ctx) -> list[Finding]:
     head = peek(stream, size)
     fmt = sniff(head)
     if fmt in _NEEDS_SEEK and size is None:
-        data = stream.read(MAX_IN_MEMORY + 1)
-        if len(data) > MAX_IN_MEMORY:
+        data = stream.read(_MAX_IN_MEMORY + 1)
+        if len(data) > _MAX_IN_MEMORY:
             return [
                 ctx.finding(
                     "limit.memory",
                     Severity.HIGH,
                     f"{fmt} content inside a compressed stream is larger than "
-                    f"{MAX_IN_MEMORY} bytes and was not inspected",
+                    f"{_MAX_IN_MEMORY} bytes and was not inspected",
                 )
             ]
         stream, size = io.BytesIO(data), len(data)

@@ -19,7 +19,7 @@ from custody.errors import PickleBreak
 from custody.validators.models.opcodes import read_exact
 from custody.validators.models.pickle_values import DictV, GlobalRef, Obj
 
-JOBLIB_WRAPPERS = frozenset(
+_JOBLIB_WRAPPERS = frozenset(
     {
         "joblib.numpy_pickle.NumpyArrayWrapper",
         "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper",
@@ -54,7 +54,7 @@ def skip_bytes(stream: BinaryIO, n: int, size: int | None, what: str) -> None:
 
 
 def is_joblib_wrapper(obj: Obj) -> bool:
-    return isinstance(obj.func, GlobalRef) and obj.func.qualified in JOBLIB_WRAPPERS
+    return isinstance(obj.func, GlobalRef) and obj.func.qualified in _JOBLIB_WRAPPERS
 
 
 def _state(obj: Obj) -> dict[str, object]:
@@ -63,17 +63,17 @@ def _state(obj: Obj) -> dict[str, object]:
     return {k: v for k, v in obj.state.items if isinstance(k, str)}
 
 
-def joblib_itemsize(dtype: object) -> int | None:
+def _joblib_itemsize(dtype: object) -> int | None:
     """Item size of a pickled ``numpy.dtype(code, ...)`` call; None for object arrays."""
     if not isinstance(dtype, Obj) or not isinstance(dtype.args, tuple) or not dtype.args:
-        raise PickleBreak("joblib array header has no readable dtype", dtype_pos(dtype))
+        raise PickleBreak("joblib array header has no readable dtype", _dtype_pos(dtype))
     state = dtype.state
     if isinstance(state, tuple) and len(state) > 5 and isinstance(state[5], int) and state[5] > 0:
         return state[5]
     code = dtype.args[0]
     match = _DTYPE_CODE.match(code) if isinstance(code, str) else None
     if match is None:
-        raise PickleBreak(f"joblib array dtype {code!r} is not understood", dtype_pos(dtype))
+        raise PickleBreak(f"joblib array dtype {code!r} is not understood", _dtype_pos(dtype))
     kind, digits = match.group(1), match.group(2)
     if kind == "O":
         return None
@@ -81,7 +81,7 @@ def joblib_itemsize(dtype: object) -> int | None:
     return count * _CHAR_SIZE.get(kind, 1)
 
 
-def dtype_pos(value: object) -> int:
+def _dtype_pos(value: object) -> int:
     return value.pos if isinstance(value, Obj) else 0
 
 
@@ -91,7 +91,7 @@ def joblib_array_bytes(obj: Obj) -> tuple[int | None, bool]:
     shape = state.get("shape")
     if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise PickleBreak("joblib array header has no readable shape", obj.pos)
-    itemsize = joblib_itemsize(state.get("dtype"))
+    itemsize = _joblib_itemsize(state.get("dtype"))
     if itemsize is None:
         return None, False
     padded = state.get("numpy_array_alignment_bytes") is not None

@@ -19,7 +19,7 @@ from custody.validators.findings import Finding, Severity
 from custody.validators.models.context import Ctx
 from custody.validators.models.policy import classify_global
 
-KERAS_ROOTS = frozenset({"keras", "keras_hub", "keras_nlp", "keras_cv", "tf_keras"})
+_KERAS_ROOTS = frozenset({"keras", "keras_hub", "keras_nlp", "keras_cv", "tf_keras"})
 _RISKY_TF_OPS = ("py_function", "numpy_function", "py_func", "io.", "write_file", "read_file")
 _MAX_NODES = 200_000
 
@@ -71,7 +71,7 @@ def _check_node(
                     "keras.tf_op", Severity.HIGH, f"TFOpLambda calls tf.{function}", at=where
                 )
             )
-    if isinstance(module, str) and module.split(".")[0] not in KERAS_ROOTS:
+    if isinstance(module, str) and module.split(".")[0] not in _KERAS_ROOTS:
         name = class_name if isinstance(class_name, str) else "?"
         if (module, name) not in seen:
             seen.add((module, name))

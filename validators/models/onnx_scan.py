@@ -66,7 +66,7 @@ def _fields(buf: memoryview) -> list[tuple[int, memoryview | None]]:
     return out
 
 
-def external_locations(data: bytes) -> list[str]:
+def _external_locations(data: bytes) -> list[str]:
     """Every ``location`` value of every external-data entry in the model."""
     found: list[str] = []
     stack: list[tuple[str, memoryview]] = [("model", memoryview(data))]
@@ -101,7 +101,7 @@ def scan_onnx(stream: BinaryIO, size: int | None, ctx: Ctx, head: bytes = b"") -
         return [ctx.finding("onnx.too_large", Severity.MEDIUM, "ONNX model too large to parse")]
     data = stream.read(size)
     try:
-        locations = external_locations(data)
+        locations = _external_locations(data)
     except _Malformed as exc:
         return [
             ctx.finding(

@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from custody.errors import PickleBreak
 
-MAX_LINE = 1 << 16  # protocol 0 text arguments longer than this are treated as malformed
+_MAX_LINE = 1 << 16  # protocol 0 text arguments longer than this are treated as malformed
 INLINE_BYTES = 1 << 20  # byte strings up to this size are kept; longer ones become BytesRef
 
 
@@ -47,7 +47,7 @@ class Arg(enum.Enum):
 
 
 # name -> (code byte, argument kind)
-OPCODES: dict[str, tuple[int, Arg]] = {
+_OPCODES: dict[str, tuple[int, Arg]] = {
     "MARK": (ord("("), Arg.NONE),
     "STOP": (ord("."), Arg.NONE),
     "POP": (ord("0"), Arg.NONE),
@@ -118,7 +118,8 @@ OPCODES: dict[str, tuple[int, Arg]] = {
     "READONLY_BUFFER": (0x98, Arg.NONE),
 }
 
-BY_CODE: dict[int, tuple[str, Arg]] = {code: (name, kind) for name, (code, kind) in OPCODES.items()}
+BY_CODE: dict[int, tuple[str, Arg]] = {
+    code: (name, kind) for name, (code, kind) in _OPCODES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +138,9 @@ def read_exact(stream: BinaryIO, n: int, pos: int, what: str) -> bytes:
 
 
 def _line(stream: BinaryIO, pos: int) -> bytes:
-    line = stream.readline(MAX_LINE)
+    line = stream.readline(_MAX_LINE)
     if not line.endswith(b"\n"):
-        if len(line) >= MAX_LINE:
+        if len(line) >= _MAX_LINE:
             raise PickleBreak("protocol 0 argument line too long", pos)
         raise PickleBreak("truncated: text argument without newline", pos)
     return line[:-1]

@@ -53,8 +53,8 @@ class PickleMachine(Protocol):
 
     def step(self, code: int) -> None: ...
 
-FIRST_CHUNK = 1 << 16
-MAX_CHUNK = 1 << 22
+_FIRST_CHUNK = 1 << 16
+_MAX_CHUNK = 1 << 22
 _AHEAD = 15  # bytes kept buffered after an opcode on the fast path (fixed arguments: at most 8)
 _TAIL = 0x100  # marks an opcode in the last bytes: it skips the fast path
 _VALID = bytes(1 if code in BY_CODE else 0 for code in range(256))
@@ -72,7 +72,7 @@ def run_seekable(m: PickleMachine) -> PickleResult:  # noqa: PLR0915 - one loop,
     push = stack.append
     globals_, calls, pids = res.globals, res.calls, res.persistent_ids
     base = res.start  # absolute position of buf[0]
-    buf, blen, i, eof, chunk = b"", 0, 0, False, FIRST_CHUNK
+    buf, blen, i, eof, chunk = b"", 0, 0, False, _FIRST_CHUNK
     lim = -1  # while i <= lim, the opcode and the _AHEAD bytes after it are in buf
     synced = True  # the stream is where the machine's own reader expects it
     ops, check_at = 0, CHECK_EVERY
@@ -87,7 +87,7 @@ def run_seekable(m: PickleMachine) -> PickleResult:  # noqa: PLR0915 - one loop,
                     seek(base + i + len(keep))
                     more = read(chunk)
                     base, buf = base + i, keep + more if keep else more
-                    blen, i, eof, chunk = len(buf), 0, not more, min(chunk * 2, MAX_CHUNK)
+                    blen, i, eof, chunk = len(buf), 0, not more, min(chunk * 2, _MAX_CHUNK)
                     lim = blen - _AHEAD - 1
                     continue
                 if i >= blen:
@@ -325,7 +325,7 @@ def run_seekable(m: PickleMachine) -> PickleResult:  # noqa: PLR0915 - one loop,
             if base <= here <= base + blen:
                 i = here - base
             else:  # a long byte string was stepped over, or data skipped by a BUILD hook
-                base, buf, blen, i, lim, eof, chunk = here, b"", 0, 0, -1, False, FIRST_CHUNK
+                base, buf, blen, i, lim, eof, chunk = here, b"", 0, 0, -1, False, _FIRST_CHUNK
             synced = False
     except PickleBreak as exc:
         res.error = detached(exc)

@@ -10,8 +10,8 @@ from custody.validators.models import second_opinion
 from custody.validators.models.context import Ctx
 from custody.validators.models.pickle_scan import scan_pickle_stream
 
-SECOND_OPINION_MAX = 64 << 20
-SECOND_OPINION_MAX_OPS = 250_000  # longer pickles: picklescan judges the globals we resolved
+_SECOND_OPINION_MAX = 64 << 20
+_SECOND_OPINION_MAX_OPS = 250_000  # longer pickles: picklescan judges the globals we resolved
 
 
 def scan_pickle_content(
@@ -25,9 +25,9 @@ def scan_pickle_content(
     if ctx.options.second_opinion:
         for seg in scan.segments:
             end = seg.end if seg.error is None else min(seg.end, size)
-            if not 0 < end - seg.start <= SECOND_OPINION_MAX:
+            if not 0 < end - seg.start <= _SECOND_OPINION_MAX:
                 continue
-            if seg.ops <= SECOND_OPINION_MAX_OPS:
+            if seg.ops <= _SECOND_OPINION_MAX_OPS:
                 stream.seek(seg.start)
                 data = stream.read(end - seg.start)
             else:

@@ -32,7 +32,7 @@ from custody.validators.models.pickle_vm import PickleMachine
 from custody.validators.models.policy import classify_global
 from custody.validators.models.render import short_repr as render
 
-LOADERS = frozenset(
+_LOADERS = frozenset(
     {
         "pickle.loads",
         "_pickle.loads",
@@ -48,8 +48,8 @@ LOADERS = frozenset(
     }
 )
 # every name part of a loader's qualified name, however it is split into module and name
-_LOADER_NAMES = frozenset(q[i + 1 :] for q in LOADERS for i, c in enumerate(q) if c == ".")
-MAX_NESTED_BYTES = 64 << 20
+_LOADER_NAMES = frozenset(q[i + 1 :] for q in _LOADERS for i, c in enumerate(q) if c == ".")
+_MAX_NESTED_BYTES = 64 << 20
 
 
 @dataclass
@@ -277,7 +277,7 @@ class _StreamScanner:
             if not (
                 isinstance(func, GlobalRef)
                 and func.name in _LOADER_NAMES
-                and func.qualified in LOADERS
+                and func.qualified in _LOADERS
             ):
                 continue
             payload = call.args[0] if isinstance(call.args, tuple) and call.args else None
@@ -318,7 +318,7 @@ class _StreamScanner:
         if (
             isinstance(payload, BytesRef)
             and self.size is not None
-            and payload.length <= MAX_NESTED_BYTES
+            and payload.length <= _MAX_NESTED_BYTES
         ):
             here = self.stream.tell()
             self.stream.seek(payload.offset)

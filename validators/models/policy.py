@@ -16,7 +16,7 @@ import _compat_pickle
 from custody.validators.findings import Severity
 from custody.validators.models.allowlist import is_allowlisted
 
-DANGEROUS_MODULES: frozenset[str] = frozenset(
+_DANGEROUS_MODULES: frozenset[str] = frozenset(
     {
         # processes, code, imports
         "os",
@@ -173,7 +173,7 @@ DANGEROUS_MODULES: frozenset[str] = frozenset(
     }
 )
 
-DANGEROUS_BUILTINS: frozenset[str] = frozenset(
+_DANGEROUS_BUILTINS: frozenset[str] = frozenset(
     {
         "eval",
         "exec",
@@ -216,7 +216,7 @@ DANGEROUS_BUILTINS: frozenset[str] = frozenset(
 )
 
 # Private aliases: a harmless-looking module that holds a dangerous one under a private name.
-PRIVATE_ALIASES: frozenset[str] = frozenset(
+_PRIVATE_ALIASES: frozenset[str] = frozenset(
     {
         "random._os",
         "tempfile._os",
@@ -236,7 +236,7 @@ PRIVATE_ALIASES: frozenset[str] = frozenset(
 )
 
 # Attribute chains that reach interpreter internals from any object (protocol 4+ dotted names).
-DUNDER_TRAVERSAL: frozenset[str] = frozenset(
+_DUNDER_TRAVERSAL: frozenset[str] = frozenset(
     {
         "__globals__",
         "__builtins__",
@@ -280,7 +280,7 @@ def _under(qualified: str, roots: frozenset[str]) -> bool:
     return False
 
 
-def python2_rename(module: str, name: str) -> tuple[str, str]:
+def _python2_rename(module: str, name: str) -> tuple[str, str]:
     """The renaming ``pickle`` applies to protocol 0-2 globals (``fix_imports``)."""
     if (module, name) in _compat_pickle.NAME_MAPPING:
         return _compat_pickle.NAME_MAPPING[(module, name)]
@@ -290,17 +290,17 @@ def python2_rename(module: str, name: str) -> tuple[str, str]:
 def _judge_one(module: str, name: str, extra_safe: frozenset[str]) -> tuple[Severity | None, str]:
     qualified = f"{module}.{name}"
     parts = name.split(".")
-    if any(p in DUNDER_TRAVERSAL for p in parts[1:]) or (
-        len(parts) > 1 and parts[0] in DUNDER_TRAVERSAL
+    if any(p in _DUNDER_TRAVERSAL for p in parts[1:]) or (
+        len(parts) > 1 and parts[0] in _DUNDER_TRAVERSAL
     ):
         return Severity.CRITICAL, f"{qualified} walks interpreter internals through dunders"
     if qualified in extra_safe or is_allowlisted(module, name):
         return None, ""
-    if module == "builtins" and parts[0] in DANGEROUS_BUILTINS:
+    if module == "builtins" and parts[0] in _DANGEROUS_BUILTINS:
         return Severity.CRITICAL, f"builtins.{name} can run arbitrary code or reach the system"
-    if _under(module, DANGEROUS_MODULES) or _under(qualified, DANGEROUS_MODULES):
+    if _under(module, _DANGEROUS_MODULES) or _under(qualified, _DANGEROUS_MODULES):
         return Severity.CRITICAL, f"module {module} can run commands, code or load more pickles"
-    if _under(qualified, PRIVATE_ALIASES) or f"{module}.{parts[0]}" in PRIVATE_ALIASES:
+    if _under(qualified, _PRIVATE_ALIASES) or f"{module}.{parts[0]}" in _PRIVATE_ALIASES:
         return Severity.CRITICAL, f"{qualified} is an alias of a dangerous module"
     if parts[0] in ("os", "sys", "subprocess", "_os", "_subprocess", "_sys", "system", "popen"):
         return Severity.CRITICAL, f"{qualified} reaches a dangerous module through an attribute"
@@ -314,7 +314,7 @@ def classify_global(
 ) -> tuple[Severity | None, str]:
     """Return ``(None, "")`` for a safe global, else the severity and a reason."""
     raw = _judge_one(module, name, extra_safe)
-    renamed_module, renamed_name = python2_rename(module, name)
+    renamed_module, renamed_name = _python2_rename(module, name)
     if (renamed_module, renamed_name) == (module, name):
         return raw
     renamed = _judge_one(renamed_module, renamed_name, extra_safe)

@@ -31,7 +31,7 @@ _PICKLESCAN_ERRORS = (
 )  # fmt: skip
 
 
-def picklescan_dangerous(data: bytes) -> list[tuple[str, str]] | None:
+def _picklescan_dangerous(data: bytes) -> list[tuple[str, str]] | None:
     """``(module, name)`` pairs picklescan calls dangerous; ``None`` if it is unavailable."""
     try:
         from picklescan.scanner import SafetyLevel, scan_pickle_bytes
@@ -60,7 +60,7 @@ def globals_pickle(pairs: Iterable[tuple[str, str]]) -> bytes:
 
 def merge(data: bytes, ctx: Ctx, ours: list[Finding], at: str) -> list[Finding]:
     """Findings for what picklescan flags in ``data`` that our findings do not already cover."""
-    pairs = picklescan_dangerous(data)
+    pairs = _picklescan_dangerous(data)
     if not pairs:
         return []
     critical = {str(f.evidence.get("global")) for f in ours if f.severity is Severity.CRITICAL}

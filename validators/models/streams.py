@@ -18,7 +18,7 @@ from typing import BinaryIO, Protocol
 from custody.errors import CorruptStream, LimitHit
 from custody.validators.models.context import Budget
 
-CHUNK = 1 << 16
+_CHUNK = 1 << 16
 
 
 class _Decompressor(Protocol):
@@ -100,7 +100,7 @@ class Inflater(io.RawIOBase):
         if self.pending:
             data, self.pending = self.pending, b""
             return data
-        want = CHUNK if self.left is None else min(CHUNK, self.left)
+        want = _CHUNK if self.left is None else min(_CHUNK, self.left)
         data = self.source.read(want) if want > 0 else b""
         if self.left is not None:
             self.left -= len(data)
@@ -173,7 +173,7 @@ class _MaxLenWrapper:
 
 
 def buffered(raw: io.RawIOBase) -> io.BufferedReader:
-    return io.BufferedReader(raw, CHUNK)
+    return io.BufferedReader(raw, _CHUNK)
 
 
 def inflater(kind: str, source: BinaryIO, budget: Budget, max_input: int | None = None) -> Inflater:

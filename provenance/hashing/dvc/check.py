@@ -113,14 +113,14 @@ def check_out(out: DvcOut, repo_root: Path, *,
     size = sum(e.size or 0 for e in entries)
     if value == out.md5:
         return OutStatus(out, rel, "ok", actual=value, size=size, nfiles=len(entries))
-    recorded = read_cached_dir(repo_root, out.md5)
-    detail, first = describe_dir_change(recorded, entries)
+    recorded = _read_cached_dir(repo_root, out.md5)
+    detail, first = _describe_dir_change(recorded, entries)
     return OutStatus(out, rel, "modified", detail,
                      subject=f"{rel}/{first}" if first else rel, actual=value, size=size,
                      nfiles=len(entries))
 
 
-def describe_dir_change(recorded: list[DirEntry] | None, actual: list[DirEntry]
+def _describe_dir_change(recorded: list[DirEntry] | None, actual: list[DirEntry]
                         ) -> tuple[str, str | None]:
     """A sentence naming the changed files, and the first of them."""
     if recorded is None:
@@ -152,7 +152,7 @@ def cache_dir(repo_root: Path) -> Path:
     return dvc_dir / "cache"
 
 
-def read_cached_dir(repo_root: Path, value: str) -> list[DirEntry] | None:
+def _read_cached_dir(repo_root: Path, value: str) -> list[DirEntry] | None:
     """The ``.dir`` listing DVC stored in its cache for ``value``, if it is there."""
     if not value.endswith(DIR_SUFFIX):
         return None
@@ -198,11 +198,11 @@ def check_dvc_workspace(path: Path) -> DvcInfo | None:
 def _check_inside(out: DvcOut, inner: str, root: Path) -> DvcInfo:
     """``out`` is a tracked folder and the path is ``inner`` inside it."""
     rel = relpath(out.resolved / inner, root)
-    listing = read_cached_dir(root, out.md5) if out.md5 else None
+    listing = _read_cached_dir(root, out.md5) if out.md5 else None
     if listing is None:  # no cached listing: the whole folder must match
         listing = directory_entries(out.resolved, out.hash_name, IgnoreRules(root))
         if dir_md5(listing) != out.md5:
-            detail, first = describe_dir_change(None, listing)
+            detail, first = _describe_dir_change(None, listing)
             raise OutStatus(out, relpath(out.resolved, root), "modified", detail).error()
     target = out.resolved / inner
     source = f"{out.source} (inside {relpath(out.resolved, root)})"
@@ -212,7 +212,7 @@ def _check_inside(out: DvcOut, inner: str, root: Path) -> DvcInfo:
                     if e.relpath.startswith(prefix)]
         actual = directory_entries(target, out.hash_name, IgnoreRules(root))
         if dir_md5(recorded) != dir_md5(actual):
-            detail, first = describe_dir_change(recorded, actual)
+            detail, first = _describe_dir_change(recorded, actual)
             raise OutStatus(out, rel, "modified", detail,
                             subject=f"{rel}/{first}" if first else rel).error()
         return DvcInfo(path=rel, hash_name=out.hash_name, md5=dir_md5(actual),

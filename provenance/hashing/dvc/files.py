@@ -23,9 +23,9 @@ from custody.errors import UsageError
 from custody.provenance.hashing.dvc.md5 import HASH_LEGACY, HASH_MD5, HASH_NAMES
 
 LOCKFILE = "dvc.lock"
-PIPELINE = "dvc.yaml"
+_PIPELINE = "dvc.yaml"
 DVC_DIR = ".dvc"
-DVC_SUFFIX = ".dvc"
+_DVC_SUFFIX = ".dvc"
 
 
 def find_repo_root(path: Path) -> Path | None:
@@ -212,7 +212,7 @@ def _within(path: Path, folder: Path) -> bool:
 
 def _pipeline_wdirs(folder: Path) -> dict[str, str]:
     """``wdir`` of each stage in the ``dvc.yaml`` next to a lock file (literal values only)."""
-    pipeline = folder / PIPELINE
+    pipeline = folder / _PIPELINE
     if not pipeline.is_file():
         return {}
     data = _load_yaml(pipeline)
@@ -310,7 +310,7 @@ def find_tracking(path: Path, repo_root: Path) -> tuple[DvcOut, str] | None:
     while True:
         names = target.relative_to(folder).parts
         for candidate in _metadata_files(folder):
-            conventional = candidate.name == names[0] + DVC_SUFFIX  # always read, fail closed
+            conventional = candidate.name == names[0] + _DVC_SUFFIX  # always read, fail closed
             if not conventional and not _may_name(candidate, names):
                 continue
             outs = (read_dvc_file(candidate, repo_root=root) if candidate.name != LOCKFILE
@@ -346,7 +346,7 @@ def _metadata_files(folder: Path) -> list[Path]:
     except OSError:
         return []
     found = [folder / n for n in names
-             if n.endswith(DVC_SUFFIX) and n != DVC_DIR and (folder / n).is_file()]
+             if n.endswith(_DVC_SUFFIX) and n != DVC_DIR and (folder / n).is_file()]
     if LOCKFILE in names and (folder / LOCKFILE).is_file():
         found.append(folder / LOCKFILE)
     return found

@@ -38,7 +38,7 @@ HASH_NAMES = (HASH_MD5, HASH_LEGACY)
 DIR_SUFFIX = ".dir"
 
 _ALWAYS_IGNORED = frozenset({".git", ".hg", ".dvc"})
-DVCIGNORE = ".dvcignore"
+_DVCIGNORE = ".dvcignore"
 
 
 def file_md5(path: Path, hash_name: str = HASH_MD5) -> tuple[int, str]:
@@ -95,7 +95,7 @@ class IgnoreRules:
             from pathspec import GitIgnoreSpec
 
             spec: GitIgnoreSpec | None = None
-            candidate = folder / DVCIGNORE
+            candidate = folder / _DVCIGNORE
             if candidate.is_file():
                 try:
                     lines = candidate.read_text(encoding="utf-8").splitlines()
@@ -129,7 +129,7 @@ class IgnoreRules:
         return False
 
 
-def iter_dir_files(root: Path, ignore: IgnoreRules | None) -> Iterator[tuple[Path, str]]:
+def _iter_dir_files(root: Path, ignore: IgnoreRules | None) -> Iterator[tuple[Path, str]]:
     """``(path, posix relpath)`` of each file DVC would hash under ``root``, sorted by relpath.
 
     Symlinked files are read through (as DVC does); symlinked folders are not entered.
@@ -166,7 +166,7 @@ def _walk_error(exc: OSError) -> None:
 def directory_entries(root: Path, hash_name: str, ignore: IgnoreRules | None) -> list[DirEntry]:
     """The listing DVC would build for the directory ``root``."""
     entries = []
-    for full, rel in iter_dir_files(root, ignore):
+    for full, rel in _iter_dir_files(root, ignore):
         size, value = file_md5(full, hash_name)
         entries.append(DirEntry(rel, value, size))
     return entries
