@@ -3,9 +3,9 @@
 docs/design.md is the project's map: every path it names (backticked in the prose, or an entry
 of the layout tree, whose indented entries live in the folder above them) must exist. README.md
 and docs/*.md name repository paths in backticks too (``provenance/recording/record.py``,
-``tests/ledger/test_ledger_log.py::test_name`` (the test must exist), ``tests/*/test_dvc_*.py``, ``.ci/run``,
-``tests/support/ledger_helpers.append_one`` for a function of a module): those that start with one of the
-repository's top-level folders must exist (a ``*`` must match something).
+``tests/ledger/test_ledger_log.py::test_name`` (the test must exist), ``tests/*/test_dvc_*.py``,
+``.ci/run``, ``tests/support/ledger_helpers.append_one`` for a function of a module): those that
+start with one of the repository's top-level folders must exist (a ``*`` must match something).
 """
 
 from __future__ import annotations
@@ -112,6 +112,6 @@ def test_tree_entries_live_in_their_folder() -> None:
                                 "provenance/ledger/x.py", "provenance/ledger/m/", "sample_data/"]
     assert not _exists("provenance/no_such_module.py")
     assert _exists("tests/*/test_dvc_*.py") and not _exists("tests/*/test_nothing_*.py")
-    assert _exists("tests/ledger_helpers.append_one")
-    assert not _exists("tests/ledger_helpers.no_such_function")
-    assert _exists("tests/test_design_map.test_tree_entries_live_in_their_folder")
+    assert _exists("tests/support/ledger_helpers.append_one")
+    assert not _exists("tests/support/ledger_helpers.no_such_function")
+    assert _exists("tests/project/test_design_map.test_tree_entries_live_in_their_folder")
