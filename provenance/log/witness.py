@@ -291,13 +291,24 @@ def verify_cosignatures(note: bytes | str, witnesses: Sequence[WitnessVerifier],
              if limit is None or timedelta(seconds=at - c.timestamp) <= limit}
     if len(fresh) < quorum:
         old = sorted((c for k, c in valid.items() if k not in fresh), key=lambda c: -c.timestamp)
+        age = duration(limit) if limit is not None else ""
         raise VerificationError(
             f"checkpoint {where} has {len(fresh)} of the {quorum} witness cosignatures the "
-            f"quorum needs no older than {limit}: "
+            f"quorum needs no older than {age}: "
             + "; ".join(f"the cosignature by {c.label} ({c.iso}) is older than the maximum age "
-                        f"{limit}" for c in old),
+                        f"{age}" for c in old),
             rule="witness.stale", subject=where, hint=_HINT_COSIGN)
     return [fresh[k] for k in labels if k in fresh]
+
+
+def duration(age: timedelta) -> str:
+    """``1d12h``, ``24h`` is ``1d``, ``90m`` is ``1h30m``: as the policy file writes ages."""
+    seconds, parts = int(age.total_seconds()), []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
 
 
 def _cosignatures(note: bytes | str, witnesses: Sequence[WitnessVerifier], *,

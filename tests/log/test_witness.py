@@ -211,7 +211,7 @@ def test_an_inconsistent_checkpoint_is_refused_and_does_not_advance_the_state(
 def test_stale_and_future_cosignatures_are_refused(log: Log, witness: Witness) -> None:
     keys = [witness.key.verifier()]
     note = witness.witness(log.grow(2), log.ledger.prove_consistency, log.verifier, NOW).note
-    with _refused("witness.stale", "is older than the maximum age 1:00:00",
+    with _refused("witness.stale", "is older than the maximum age 1h",
                   witness.key.verifier().label, "`custody audit witness`"):
         verify_cosignatures(note, keys, quorum=1, max_age=HOUR, now=NOW + HOUR + 1)
     # following the hint: the witness cosigns the current checkpoint again
