@@ -52,8 +52,7 @@ def witness_cmd(
     \b
     Examples:
       custody audit witness --key w1.skey --state ~/.witness --out cosigned/w1.note
-      custody audit witness --key w1.skey --state ~/.witness \\
-          --ledger postgresql+psycopg://ledger.example/custody --ledger-vkey VKEY
+      custody audit witness --key w1.skey --state ~/.witness --ledger-vkey VKEY
     """
     from custody.provenance.log.witness import Witness
     from custody.provenance.recording.output_file import OutputFile
@@ -98,7 +97,7 @@ def witness_keygen(
 
     \b
     Example:
-      custody audit witness-keygen witness.example.com/w1 --out w1.skey > w1.vkey
+      custody audit witness-keygen witness.example.com/w1 --out w1.skey
     """
     from custody.provenance.log.witness import WitnessKey
 

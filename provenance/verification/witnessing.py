@@ -42,7 +42,6 @@ from custody.provenance.policy.core import WitnessPolicy
 from custody.provenance.verification.inclusion import InclusionChecker
 
 _MAX_FILE = 1 << 20  # bytes: a signed note is at most this large
-_COUNTED = ("witness.quorum_not_met", "witness.stale")  # this checkpoint does not count; the next
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def check_witnessed(policy: WitnessPolicy, inclusion: InclusionChecker, indices:
             counted = verify_cosignatures(cosigned.note, policy.witnesses, quorum=policy.quorum,
                                           max_age=policy.max_age, now=at)
         except VerificationError as exc:
-            if exc.rule not in _COUNTED:
+            if exc.rule not in ("witness.quorum_not_met", "witness.stale"):  # else: the next
                 raise _evidence_error(exc, cosigned) from None
             first = first or exc
             continue
