@@ -3,7 +3,8 @@
 Each function takes a :class:`~custody.provenance.verification.lineage.LineageGraph` and
 returns plain JSON data (``json.dumps`` it). Nothing here touches the ledger. Digests are
 carried as recorded: ``sha256`` (a file's SHA-256) or ``sha256-manifest-v1`` (a directory's
-manifest root).
+manifest root). Times are shown to the second, the precision of the signed ``recordedAt`` (what
+``custody audit verify`` vouches for), never with digits the signature does not cover.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def to_openlineage(graph: LineageGraph) -> list[dict[str, Any]]:
         activities = sorted({e.activity for e in edges})
         events.append({
             "eventType": "COMPLETE",
-            "eventTime": node.version.recorded_at.isoformat(),
+            "eventTime": node.version.recorded_at.isoformat(timespec="seconds"),
             "producer": PRODUCER,
             "schemaURL": OL_SCHEMA,
             "run": {"runId": str(uuid.uuid5(_NS, f"run:{output}"))},
@@ -84,7 +85,7 @@ def _component(node: LineageNode, graph: LineageGraph,
             {"name": "custody:digest", "value": f"{v.digest_algorithm}:{v.digest}"},
             {"name": "custody:signer", "value": v.signer},
             {"name": "custody:scan_verdict", "value": v.scan_verdict},
-            {"name": "custody:recorded_at", "value": v.recorded_at.isoformat()},
+            {"name": "custody:recorded_at", "value": v.recorded_at.isoformat(timespec="seconds")},
             {"name": "custody:ledger_index", "value": str(v.entry_idx)},
         ],
     }
@@ -121,7 +122,7 @@ def to_cyclonedx(graph: LineageGraph) -> dict[str, Any]:
         "serialNumber": f"urn:uuid:{uuid.uuid5(_NS, 'bom:' + graph.root + ':' + graph.direction)}",
         "version": 1,
         "metadata": {
-            "timestamp": root.version.recorded_at.isoformat(),
+            "timestamp": root.version.recorded_at.isoformat(timespec="seconds"),
             "tools": {"components": [{"type": "application", "name": "custody",
                                       "version": __version__}]},
             "component": _component(root, graph, nodes),
@@ -150,7 +151,7 @@ def to_prov(graph: LineageGraph) -> dict[str, Any]:
             "custody:digest": f"{v.digest_algorithm}:{v.digest}",
             "custody:scanVerdict": v.scan_verdict,
             "custody:ledgerIndex": v.entry_idx,
-            "prov:generatedAtTime": {"@value": v.recorded_at.isoformat(),
+            "prov:generatedAtTime": {"@value": v.recorded_at.isoformat(timespec="seconds"),
                                      "@type": "xsd:dateTime"},
             "prov:wasAttributedTo": {"@id": agent_id},
         })
