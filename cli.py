@@ -167,21 +167,41 @@ def keygen(
 
 @app.command("hash")
 def hash_cmd(
-    path: Annotated[Path, typer.Argument(help="A file or directory.")],
+    path: Annotated[str, typer.Argument(
+        metavar="PATH|URI", help="A file or directory, or an object-store URI: s3://, gs://, "
+        "az://, hf://, https://, file://, memory:// (docs/object-stores.md).")],
     allow_symlinks: SymlinkOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Print the manifest of PATH: per-file relpath, size, sha256, and the root digest.
 
+    For a URI, also each object's location and identity (version id / ETag / generation).
+
     \b
     Examples:
       custody hash models/resnet
       custody hash data/train.parquet --json
+      custody hash s3://bucket/models/resnet/
     """
+    from custody.provenance.hashing.locations import is_uri
+
+    if is_uri(path):
+        from custody.provenance.hashing.objects import hash_uri
+
+        with render.progress("hashing", None, enabled=not want_json(as_json)) as tick:
+            hashed = hash_uri(path, progress=tick)
+        if want_json(as_json):
+            render.emit_json(hashed.to_json())
+        else:
+            render.manifest_table(hashed.manifest)
+            render.err().print(f"source: {hashed.source} ({len(hashed.locations.objects)} "
+                               "object(s), identities in --json)", markup=False)
+        return
     from custody.provenance.hashing.files import hash_path
 
-    with render.progress("hashing", size_hint(path), enabled=not want_json(as_json)) as tick:
-        manifest = hash_path(path, allow_symlinks=allow_symlinks, progress=tick)
+    local = Path(path)
+    with render.progress("hashing", size_hint(local), enabled=not want_json(as_json)) as tick:
+        manifest = hash_path(local, allow_symlinks=allow_symlinks, progress=tick)
     if want_json(as_json):
         render.emit_json(manifest.to_json())
     else:
@@ -190,7 +210,9 @@ def hash_cmd(
 
 @app.command()
 def scan(
-    path: Annotated[Path, typer.Argument(help="A file or directory to scan.")],
+    path: Annotated[str, typer.Argument(
+        metavar="PATH|URI", help="A file or directory to scan, or an object-store URI (read "
+        "once into a private copy, which is scanned).")],
     threshold: ThresholdOpt = None,
     policy_file: Annotated[Path | None, typer.Option(
         "--policy", metavar="FILE", help="Policy file: threshold and allowed pickle globals.")
@@ -212,8 +234,16 @@ def scan(
       custody scan models/model.pkl
       custody scan models --threshold high --sarif scan.sarif
       custody scan data/new.parquet --baseline train@1
+      custody scan s3://bucket/models/model.pkl
     """
-    from custody.provenance.scanning.step import DatasetOptions, scan_path, with_dataset_checks
+    from custody.provenance.hashing.locations import is_uri
+    from custody.provenance.scanning.step import (
+        DatasetOptions,
+        scan_objects,
+        scan_path,
+        with_dataset_checks,
+    )
+    from custody.validators.findings import ScanReport
     from custody.validators.interface import ScanOptions
 
     limit = parse_threshold(threshold or "medium")
@@ -224,41 +254,58 @@ def scan(
         policy = load_policy(policy_file)
         limit = parse_threshold(threshold) if threshold else policy.scan_threshold
         options = ScanOptions(extra_safe_globals=policy.extra_safe_globals)
-    with render.progress("scanning", size_hint(path), enabled=not want_json(as_json)):
-        report = scan_path(path, threshold=limit, options=options, allow_symlinks=allow_symlinks)
-    extra: dict[str, object] = {}
-    if baseline is not None or label is not None or id_column is not None:
-        ws = optional_workspace()
-        ledger = ws.open_ledger() if ws is not None else None
-        try:
-            report, assessment = with_dataset_checks(
-                report, path, ledger=ledger, name=None,
-                dataset=DatasetOptions(baseline=baseline, label=label, id_column=id_column))
-        finally:
-            if ledger is not None:
-                ledger.close()
-        if assessment is None:
-            raise UsageError(f"{path} is not a Parquet or CSV table")
-        extra = {"schema_fingerprint": assessment.claims.get("schema_fingerprint"),
-                 "baseline": assessment.claims.get("baseline")}
-    if sarif is not None:
-        import json
 
-        from custody.validators.sarif import to_sarif
+    def finish(report: ScanReport, table: Path, shown: str) -> None:
+        """Dataset checks, SARIF and the report (``table``: the bytes that were read)."""
+        extra: dict[str, object] = {}
+        if baseline is not None or label is not None or id_column is not None:
+            ws = optional_workspace()
+            ledger = ws.open_ledger() if ws is not None else None
+            try:
+                report, assessment = with_dataset_checks(
+                    report, table, ledger=ledger, name=None,
+                    dataset=DatasetOptions(baseline=baseline, label=label, id_column=id_column))
+            finally:
+                if ledger is not None:
+                    ledger.close()
+            if assessment is None:
+                raise UsageError(f"{shown} is not a Parquet or CSV table")
+            extra = {"schema_fingerprint": assessment.claims.get("schema_fingerprint"),
+                     "baseline": assessment.claims.get("baseline")}
+        if sarif is not None:
+            import json
 
-        sarif.write_text(json.dumps(to_sarif(report, base=str(path), tool_version=__version__),
-                                    indent=2) + "\n", encoding="utf-8")
-    if want_json(as_json):
-        render.emit_json({**report.to_json(), **extra})
-    else:
-        render.scan_table(report)
-    if report.exit_code != EXIT_OK:
-        raise ReportedOutcome(report.exit_code)
+            from custody.validators.sarif import to_sarif
+
+            sarif.write_text(json.dumps(to_sarif(report, base=shown, tool_version=__version__),
+                                        indent=2) + "\n", encoding="utf-8")
+        if want_json(as_json):
+            render.emit_json({**report.to_json(), **extra})
+        else:
+            render.scan_table(report)
+        if report.exit_code != EXIT_OK:
+            raise ReportedOutcome(report.exit_code)
+
+    if is_uri(path):
+        from custody.provenance.hashing.objects import fetch_private
+
+        with render.progress("reading", None, enabled=not want_json(as_json)) as tick, \
+                fetch_private(path, progress=tick) as fetched:
+            assert fetched.copy is not None  # noqa: S101 - fetch_private always makes it
+            finish(scan_objects(fetched, threshold=limit, options=options), fetched.copy,
+                   fetched.source)
+        return
+    local = Path(path)
+    with render.progress("scanning", size_hint(local), enabled=not want_json(as_json)):
+        report = scan_path(local, threshold=limit, options=options, allow_symlinks=allow_symlinks)
+    finish(report, local, path)
 
 
 @app.command("record")
 def record_cmd(
-    path: Annotated[Path, typer.Argument(help="The dataset or model file or directory.")],
+    path: Annotated[str, typer.Argument(
+        metavar="PATH|URI", help="The dataset or model file or directory, or an object-store "
+        "URI (its locations and identities are signed with the record).")],
     name: Annotated[str, typer.Option("--name", metavar="NAME",
                                       help="Artifact name; versions are 1, 2, 3...")],
     kind: KindOpt,
@@ -313,12 +360,16 @@ def record_cmd(
       custody record data/train.parquet --name train --kind dataset
       custody record models/resnet --name resnet --kind model --input train@1
       custody record models/resnet --name resnet --kind model --sigstore --bundle-out rn.sigstore
+      custody record s3://bucket/models/resnet/ --name resnet --kind model
     """
     from contextlib import ExitStack
 
+    from custody.provenance.hashing.locations import is_uri
     from custody.provenance.recording.output_file import OutputFile, check_distinct
     from custody.provenance.recording.record import record
     from custody.provenance.scanning.step import DatasetOptions
+
+    source: str | Path = path if is_uri(path) else Path(path)
 
     if oms_out is not None and kind != "model":
         raise UsageError(f"--oms-out is for models; this is a {kind}", subject=str(oms_out),
@@ -344,8 +395,9 @@ def record_cmd(
                 oms_file.write(oms_bundle)
 
         with ws.open_ledger(append=True) as ledger, render.progress(
-                "hashing", size_hint(path), enabled=not want_json(as_json)) as tick:
-            result = record(path, name=name, kind=kind.value, ledger=ledger, signer=signer,
+                "hashing", size_hint(source) if isinstance(source, Path) else None,
+                enabled=not want_json(as_json)) as tick:
+            result = record(source, name=name, kind=kind.value, ledger=ledger, signer=signer,
                             inputs=inputs or [], activity=activity.value,
                             threshold=parse_threshold(threshold) if threshold else None,
                             allow_flagged=allow_flagged, allow_symlinks=allow_symlinks,

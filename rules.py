@@ -122,6 +122,15 @@ _ALL: tuple[Rule, ...] = (
        "the record was not written by Custody: " + _TAMPERED),
     _r("manifest.inconsistent", "the manifest inside a signed record does not hash to its own "
        "root digest", "the record was not written by Custody: " + _TAMPERED),
+    # --- object stores (s3://, gs://, az://, hf://, https://, file://, memory://) -------------
+    _r("object.changed", "an object was replaced while it was hashed: its version id, ETag, "
+       "generation or size is no longer the one listed before reading (docs/object-stores.md)",
+       "wait until the upload has finished, or read a fixed version, then run the command "
+       "again; if nobody should be writing there, find out who did"),
+    _r("object.listing_changed", "objects were added to or removed from the prefix while it "
+       "was hashed: the manifest would describe a set of objects the store no longer serves",
+       "wait until the upload has finished, then run the command again; if nobody should be "
+       "writing there, find out who did"),
     # --- the ledger audit -------------------------------------------------------------------
     _r("audit.checkpoint_edited", "a checkpoint row's columns differ from its signed note",
        _TAMPERED),

@@ -10,6 +10,9 @@ output (the transaction rolls back, the temporary files are removed), so a retry
 version 1 again. The only window left is a crash between the commit and the renames, which
 leaves the entry and a stray ``.NAME.*.tmp`` file: the bundles are in the ledger and
 ``custody bundle REF --out FILE`` exports them again.
+
+An object-store URI is read once into a private temporary copy, which is what is scanned and
+whose digests are signed; it is no output, and is removed when ``record`` returns.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from custody.domain import Activity, Kind
 from custody.errors import ScanRefusedError, UsageError, VerificationError
 from custody.provenance.hashing.dvc import DvcInfo, check_dvc_workspace
 from custody.provenance.hashing.files import ProgressCallback, hash_path
+from custody.provenance.hashing.locations import Locations, is_uri
 from custody.provenance.hashing.manifest import Manifest
 from custody.provenance.ledger.append import InputLink, SignedRecord
 from custody.provenance.ledger.models import ArtifactVersionPublic
@@ -48,9 +52,10 @@ class RecordResult:
     scan: ScanReport
     bundle: str
     oms_bundle: str | None = None
+    locations: Locations | None = None  # where the bytes were read, for an object-store URI
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "ref": self.version.ref,
             "name": self.version.name,
             "version": self.version.version,
@@ -62,10 +67,13 @@ class RecordResult:
             "ledger_index": self.version.entry_idx,
             "scan": self.scan.summary(),
         }
+        if self.locations is not None:
+            out["locations"] = self.locations.to_json()
+        return out
 
 
 def record(
-    path: Path,
+    path: Path | str,
     *,
     name: str,
     kind: Kind | str,
@@ -86,6 +94,12 @@ def record(
     scan_options: ScanOptions | None = None,
 ) -> RecordResult:
     """Record one artifact version; raise before writing anything if a step fails.
+
+    ``path`` is a local file or directory, or an object-store URI (``s3://bucket/prefix``,
+    ``gs://``, ``az://``, ``hf://``, ``https://``, ``file://``, ``memory://``): its objects are
+    hashed into a private local copy in one read (:func:`~custody.provenance.hashing.objects.
+    fetch_private`), the copy is scanned, and each object's URI and identity are signed in the
+    statement's ``locations`` claim. The copy is removed once the record is appended.
 
     Models are also signed in OpenSSF Model Signing form (``oms``), so ``model_signing verify``
     accepts them; that signature is kept in the ledger and exported by ``custody bundle --oms``.
@@ -111,27 +125,68 @@ def record(
         raise UsageError("the same input is given twice", hint="list each --input once")
     upstream_flag = _check_inputs(ledger, [link.version for link in links],
                                  allow_flagged=allow_flagged)
-    if dvc is None:  # raises dvc.workspace_mismatch if DVC tracks it and the bytes differ
-        dvc = check_dvc_workspace(path)
     if threshold is None:
         threshold = _DEFAULT_THRESHOLDS[kind]
+    plan = _Plan(name=name, kind=kind, links=links, upstream_flag=upstream_flag,
+                 threshold=threshold, allow_flagged=allow_flagged, oms=oms,
+                 tool_version=tool_version or __version__, activity_details=activity_details,
+                 dataset=dataset or DatasetOptions(), on_signed=on_signed,
+                 scan_options=scan_options)
+    if isinstance(path, str) and is_uri(path):
+        from custody.provenance.hashing.objects import fetch_private
+
+        with fetch_private(path, progress=progress) as fetched:
+            assert fetched.copy is not None  # noqa: S101 - fetch_private always makes it
+            return _record_hashed(plan, ledger, signer, fetched.copy, fetched.manifest,
+                                  shown=fetched.source, dvc=None, locations=fetched.locations)
+    path = Path(path)
+    if dvc is None:  # raises dvc.workspace_mismatch if DVC tracks it and the bytes differ
+        dvc = check_dvc_workspace(path)
     manifest = hash_path(path, allow_symlinks=allow_symlinks, progress=progress)
-    report = scan_manifest(path, manifest, threshold=threshold, options=scan_options)
+    return _record_hashed(plan, ledger, signer, path, manifest, shown=str(path), dvc=dvc,
+                          locations=None)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What ``record`` was asked, checked before any byte was read."""
+
+    name: str
+    kind: Kind
+    links: list[InputLink]
+    upstream_flag: UpstreamFlag | None
+    threshold: Severity
+    allow_flagged: bool
+    oms: bool
+    tool_version: str
+    activity_details: Mapping[str, Any] | None
+    dataset: DatasetOptions
+    on_signed: Callable[[str, str | None], None] | None
+    scan_options: ScanOptions | None
+
+
+def _record_hashed(plan: _Plan, ledger: Ledger, signer: Signer, path: Path, manifest: Manifest,
+                   *, shown: str, dvc: DvcInfo | None, locations: Locations | None
+                   ) -> RecordResult:
+    """Scan, sign and append the bytes at ``path`` (hashed into ``manifest``)."""
+    kind, threshold = plan.kind, plan.threshold
+    report = scan_manifest(path, manifest, threshold=threshold, options=plan.scan_options,
+                           shown=shown)
     assessment = None
     if kind == "dataset":
-        report, assessment = with_dataset_checks(report, path, ledger=ledger, name=name,
-                                                 dataset=dataset or DatasetOptions())
-    if report.refused and not allow_flagged:
+        report, assessment = with_dataset_checks(report, path, ledger=ledger, name=plan.name,
+                                                 dataset=plan.dataset)
+    if report.refused and not plan.allow_flagged:
         worst = report.blocking()
         first = worst[0] if worst else None
         detail = f"{first.path}: {first.message} [{first.rule_id}]" if first else "scan error"
         raise ScanRefusedError(
-            f"not recorded: {path} has {len(worst)} finding(s) at or above "
+            f"not recorded: {shown} has {len(worst)} finding(s) at or above "
             f"{threshold.label}; first: {detail}",
             rule=first.rule_id if first else "scan.error",
             hint="inspect with `custody scan`; pass --allow-flagged to record it as flagged "
             "(verify will then refuse it and everything made from it)",
-            subject=str(path),
+            subject=shown,
         )
     recorded_inputs = [
         RecordedInput(
@@ -141,36 +196,37 @@ def record(
             digest=link.version.digest,
             activity=link.activity,
         )
-        for link in links
+        for link in plan.links
     ]
     summary, scan_json = report.summary(), report.to_json()
-    if upstream_flag is not None:
-        marker = {"verdict": "flagged", "upstream_flag": upstream_flag.to_json()}
+    if plan.upstream_flag is not None:
+        marker = {"verdict": "flagged", "upstream_flag": plan.upstream_flag.to_json()}
         summary, scan_json = {**summary, **marker}, {**scan_json, **marker}
     bundles: list[str] = []
     oms_bundle = None
-    if oms and kind == "model":
+    if plan.oms and kind == "model":
         oms_statement = oms_manifest_from(manifest, path).statement().to_bytes()
         oms_bundle = signer.sign_statement(oms_statement)
 
     def build(version: int) -> SignedRecord:
         statement = build_statement(
-            name=name,
+            name=plan.name,
             kind=kind,
             version=version,
             manifest=manifest,
             inputs=recorded_inputs,
             scan_summary=summary,
             recorded_at=datetime.now(UTC),
-            tool_version=tool_version or __version__,
+            tool_version=plan.tool_version,
             dvc=dvc.to_json() if dvc is not None else None,
-            activity=activity_details,
+            activity=plan.activity_details,
             dataset=assessment.claims if assessment is not None else None,
+            locations=locations,
         ).to_bytes()
         bundle = signer.sign_statement(statement)
         bundles.append(bundle)
-        if on_signed is not None:
-            on_signed(bundle, oms_bundle)
+        if plan.on_signed is not None:
+            plan.on_signed(bundle, oms_bundle)
         return SignedRecord(
             statement=statement,
             bundle=bundle,
@@ -184,10 +240,10 @@ def record(
         )
 
     version = ledger.append_version(
-        name=name, kind=kind, manifest=manifest, inputs=links, build=build
+        name=plan.name, kind=kind, manifest=manifest, inputs=plan.links, build=build
     )
     return RecordResult(version=version, manifest=manifest, scan=report, bundle=bundles[-1],
-                        oms_bundle=oms_bundle)
+                        oms_bundle=oms_bundle, locations=locations)
 
 
 def _check_inputs(ledger: Ledger, inputs: list[ArtifactVersionPublic], *,

@@ -3,6 +3,10 @@
 Every file of the artifact goes through the model-file scanners (:mod:`custody.validators.scan`);
 a dataset is also compared with its baseline (:mod:`custody.provenance.scanning.datasets`). The
 result is one :class:`ScanReport` plus, for datasets, the assessment whose claims are signed.
+
+An artifact read from an object store is scanned on its private copy, the bytes that were hashed
+(:func:`scan_objects`; :func:`custody.provenance.hashing.objects.fetch_private` made it while
+hashing), never on a second download; the report names the URI.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from custody.validators.scan import scan_files
 
 if TYPE_CHECKING:
     from custody.provenance.hashing.manifest import Manifest
+    from custody.provenance.hashing.objects import ObjectManifest
     from custody.provenance.ledger.store import Ledger
     from custody.validators.findings import ScanReport, Severity
     from custody.validators.interface import ScanOptions
@@ -33,15 +38,26 @@ class DatasetOptions:
 
 
 def scan_manifest(
-    root: Path, manifest: Manifest, *, threshold: Severity, options: ScanOptions | None = None
+    root: Path, manifest: Manifest, *, threshold: Severity, options: ScanOptions | None = None,
+    shown: str | None = None,
 ) -> ScanReport:
-    """Scan every file named by the manifest (``root`` is the file or directory hashed)."""
+    """Scan every file named by the manifest (``root`` is the file or directory hashed;
+    ``shown`` is the name the report gives it, default ``root``)."""
     base = root if manifest.is_directory else root.parent
     files = [
         (base / f.relpath if manifest.is_directory else root, f.relpath, f.size)
         for f in manifest.files
     ]
-    return scan_files(str(root), files, threshold=threshold, options=options)
+    return scan_files(shown or str(root), files, threshold=threshold, options=options)
+
+
+def scan_objects(fetched: ObjectManifest, *, threshold: Severity,
+                 options: ScanOptions | None = None) -> ScanReport:
+    """Scan the private copy of objects hashed by ``fetch_private``; the report names the URI."""
+    if fetched.copy is None:
+        raise ValueError("scan_objects needs the private copy that fetch_private makes")
+    return scan_manifest(fetched.copy, fetched.manifest, threshold=threshold, options=options,
+                         shown=fetched.source)
 
 
 def scan_path(path: Path, *, threshold: Severity, options: ScanOptions | None = None,

@@ -4,6 +4,11 @@ Subject: the artifact's root digest under ``sha256`` (for a directory, the SHA-2
 canonical manifest, ``sha256-manifest-v1``). Predicate ``https://custody.dev/artifact-record/v1``:
 the artifact's name, kind and version, the full manifest (OMS-compatible resources), the scan
 summary, and the inputs it was made from (name, version, digest, activity).
+
+Optional claims: ``dvc``, ``activity``, ``dataset`` and, for an artifact read from an object
+store, ``locations``: the source URI and, per file of the manifest, the object's URI and identity
+(size, version id / ETag / generation), never a credential (see
+:mod:`custody.provenance.hashing.locations`). Statements without it still parse.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from custody.errors import VerificationError
+from custody.provenance.hashing.locations import Locations
 from custody.provenance.hashing.manifest import Manifest
 from custody.signing.statement import CUSTODY_PREDICATE, Statement, Subject
 
@@ -49,6 +55,7 @@ class RecordClaims:
     dvc: dict[str, Any] | None = None  # DVC's hash of the artifact, when DVC tracks it
     activity: dict[str, Any] | None = None  # how it was made, e.g. a DVC stage's cmd/params
     dataset: dict[str, Any] | None = None  # schema fingerprint, label counts, baseline, profile
+    locations: Locations | None = None  # where the bytes were read from (object stores)
 
 
 def build_statement(
@@ -64,6 +71,7 @@ def build_statement(
     dvc: Mapping[str, Any] | None = None,
     activity: Mapping[str, Any] | None = None,
     dataset: Mapping[str, Any] | None = None,
+    locations: Locations | None = None,
 ) -> Statement:
     predicate = {
         "artifact": {"name": name, "kind": kind, "version": version},
@@ -79,6 +87,9 @@ def build_statement(
         predicate["activity"] = dict(activity)
     if dataset is not None:
         predicate["dataset"] = dict(dataset)
+    if locations is not None:
+        _check_locations(locations, manifest, source="the new record")
+        predicate["locations"] = locations.to_json()
     return Statement(
         subjects=(Subject(name=name, digest={"sha256": manifest.digest}),),
         predicate_type=CUSTODY_PREDICATE,
@@ -112,6 +123,7 @@ def parse_claims(statement: Statement, *, source: str) -> RecordClaims:
             dvc=_optional_object(data, "dvc"),
             activity=_optional_object(data, "activity"),
             dataset=_optional_object(data, "dataset"),
+            locations=_optional_locations(data),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise VerificationError(
@@ -126,6 +138,8 @@ def parse_claims(statement: Statement, *, source: str) -> RecordClaims:
             rule="statement.inconsistent",
             subject=source,
         )
+    if claims.locations is not None:
+        _check_locations(claims.locations, manifest, source=source)
     return claims
 
 
@@ -134,3 +148,20 @@ def _optional_object(data: dict[str, Any], key: str) -> dict[str, Any] | None:
     if value is not None and not isinstance(value, dict):
         raise TypeError(key)
     return value
+
+
+def _optional_locations(data: dict[str, Any]) -> Locations | None:
+    value = _optional_object(data, "locations")
+    return None if value is None else Locations.from_json(value)
+
+
+def _check_locations(locations: Locations, manifest: Manifest, *, source: str) -> None:
+    """One location per file of the manifest, each of that file's size."""
+    sizes = {f.relpath: f.size for f in manifest.files}
+    given = {o.relpath: o.identity.size for o in locations.objects}
+    if len(given) != len(locations.objects) or given != sizes:
+        raise VerificationError(
+            f"{source}: the signed locations do not name the manifest's files and sizes",
+            rule="statement.inconsistent",
+            subject=source,
+        )
