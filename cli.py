@@ -43,6 +43,7 @@ from custody._commands.common import (
     want_json,
 )
 from custody._commands.dvc import dvc_app
+from custody._commands.fetch import fetch as fetch_cmd
 from custody._commands.service import serve as serve_cmd
 from custody._commands.service import token_app
 from custody.domain import Activity
@@ -79,6 +80,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(dvc_app, name="dvc")
 app.add_typer(token_app, name="token")
 app.command("serve")(serve_cmd)
+app.command("fetch")(fetch_cmd)
 
 
 def _print_version(value: bool) -> None:

@@ -82,9 +82,23 @@ _ALL: tuple[Rule, ...] = (
        "read the message, fix the service's ledger or policy, retry"),
     _r("admission.malformed", "the AdmissionReview carries no object to check",
        "send a Kubernetes AdmissionReview v1 request with request.object"),
-    _r("admission.unresolved", "the webhook cannot tell which recorded model the object runs",
-       "pin it with the annotation custody.dev/artifact: NAME@VERSION, or a storage URI ending "
-       "in NAME/VERSION"),
+    _r("admission.annotation_mismatch", "the annotation custody.dev/artifact names another "
+       "version than the bytes at the object's model URI are: an annotation only narrows what "
+       "the bytes bind to", "serve the bytes of the version the annotation names, or correct or "
+       "drop the annotation"),
+    _r("admission.unbound", "the bytes at the object's model URI are not a recorded version: no "
+       "record was made at that location with those object identities, and their digest is "
+       "recorded nowhere (or they are too large to hash within the webhook)",
+       "serve only recorded bytes: record the model from that URI with `custody record URI "
+       "--name NAME --kind model`, then deploy it"),
+    _r("admission.unreadable", "the webhook cannot read the objects at the model URI (missing, "
+       "access denied, or a scheme custody does not read, e.g. pvc://), so nothing binds",
+       "give the service read access to the store (its usual credential chain), fix the URI, or "
+       "serve from a store custody reads (s3://, gs://, az://, hf://, https://, file://)"),
+    _r("admission.unresolved", "the webhook cannot tell which recorded model the object runs: it "
+       "names no model URI, or its custody.dev/artifact annotation is not a reference",
+       "give the model's storage URI (storageUri, or the Pod annotation custody.dev/model-uri); "
+       "the annotation custody.dev/artifact: NAME@VERSION only narrows it"),
     _r("admission.unsupported_kind", "the webhook checks InferenceServices and Pods only",
        "limit the webhook's rules to InferenceService and Pod resources"),
     _r("mlflow.unresolved", "an MLflow model version names no recorded artifact",

@@ -32,10 +32,34 @@ def _check_ref(ctx: ServiceContext, ref: str) -> str:
     return check_version(ctx.ledger, ctx.policy, ctx.ledger_verifier, version).node.ref
 
 
+def _admission(request: Request) -> admission.Admission:
+    """The service's admission binder (its caches live as long as the app)."""
+    state = request.app.state
+    binder: admission.Admission | None = getattr(state, "admission", None)
+    if binder is None:
+        ctx = context(request)
+        binder = admission.Admission(ctx.ledger, ctx.policy, ctx.ledger_verifier)
+        state.admission = binder
+    return binder
+
+
 @router.post("/v1/admission/kubernetes", tags=["integrations"])
 async def kubernetes_admission(request: Request, _auth: Reader,
                                mode: str | None = None) -> JSONResponse:
-    """AdmissionReview v1 in, AdmissionReview v1 out (``?mode=warn`` allows with warnings)."""
+    """AdmissionReview v1 in, AdmissionReview v1 out: the bytes at the object's model URI
+    bound to a recorded version and verified (``?mode=warn`` allows with warnings)."""
+    return await _admit(request, mode)
+
+
+@router.post("/v1/admission/kubernetes/{mode}", tags=["integrations"])
+async def kubernetes_admission_mode(request: Request, _auth: Reader, mode: str
+                                    ) -> JSONResponse:
+    """The same with the mode in the path (``/warn``, ``/enforce``): a webhook's service path
+    cannot carry a query string."""
+    return await _admit(request, mode)
+
+
+async def _admit(request: Request, mode: str | None) -> JSONResponse:
     ctx = context(request)
     mode = mode or ctx.settings.admission_mode
     if mode not in ADMISSION_MODES:
@@ -46,8 +70,8 @@ async def kubernetes_admission(request: Request, _auth: Reader,
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise UsageError("the AdmissionReview is not JSON") from None
     review = admission.parse_review(body)
-    decision = await run_in_threadpool(
-        admission.decide, review, lambda ref: _check_ref(ctx, ref), mode=mode)
+    binder = _admission(request)
+    decision = await run_in_threadpool(admission.decide, review, binder.check, mode=mode)
     log.info("admission %s uid=%s ref=%s allowed=%s rule=%s", mode, review["uid"],
              decision.ref, decision.allowed, decision.rule)
     return JSONResponse(admission.review_response(review["uid"], decision))

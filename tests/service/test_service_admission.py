@@ -108,21 +108,29 @@ def test_uri_rule() -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=False)
-def test_admission_reviews(served: tuple[str, dict[str, str]]) -> None:
+def test_admission_reviews(ws, served: tuple[str, dict[str, str]]) -> None:  # type: ignore[no-untyped-def]
+    """The object is bound by the bytes at its model URI (tests/service/test_admission_bytes.py
+    has the attacks); a name in the URI or an annotation alone binds nothing."""
     base, tokens = served
     token = tokens["reader"]
+    good, gone = (ws.root / "good.bin").as_uri(), (ws.root / "gone.bin").as_uri()
+    unknown = (ws.root / "unknown.bin")
+    unknown.write_bytes(b"never recorded")
     cases: list[tuple[dict[str, Any], bool, str]] = [
-        (isvc("s3://models/good/1"), True, "good@1"),
-        (isvc("gs://bucket/good/1", old=True), True, "good@1"),
-        (pod({"custody.dev/artifact": "good@1"}), True, "good@1"),
-        (pod({"custody.dev/model-uri": "s3://m/good/1"}), True, "good@1"),
-        (isvc("s3://models/gone/1"), False, "revoked"),
-        (isvc("s3://models/good/2"), False, "not in the ledger"),
-        (isvc("s3://models/unknown-model/1"), False, "not in the ledger"),
-        (isvc("s3://models/good"), False, "admission.unresolved"),
+        (isvc(good), True, "good@1"),
+        (isvc(good, old=True), True, "good@1"),
+        (pod({"custody.dev/model-uri": good}), True, "good@1"),
+        (isvc(good, annotations={"custody.dev/artifact": "good@1"}), True, "good@1"),
+        (pod({"custody.dev/artifact": "good@1"}), False, "admission.unresolved"),
+        (isvc(gone), False, "revoked"),
+        (isvc(unknown.as_uri()), False, "admission.unbound"),
+        (isvc("pvc://models/good/1"), False, "admission.unreadable"),
         (pod({}), False, "admission.unresolved"),
-        (isvc("s3://x/y/1", annotations={"custody.dev/artifact": "gone@1"}), False, "revoked"),
-        (isvc("s3://x/y/1", annotations={"custody.dev/artifact": "bad@@1"}), False,
+        (isvc(unknown.as_uri(), annotations={"custody.dev/artifact": "gone@1"}), False,
+         "admission.unbound"),
+        (isvc(good, annotations={"custody.dev/artifact": "gone@1"}), False,
+         "admission.annotation_mismatch"),
+        (isvc(good, annotations={"custody.dev/artifact": "bad@@1"}), False,
          "not a valid reference"),
         ({"kind": "Deployment"}, False, "admission.unsupported_kind"),
     ]
@@ -138,7 +146,7 @@ def test_admission_reviews(served: tuple[str, dict[str, str]]) -> None:
         assert needle in text, (needle, out)
         if not allowed:
             assert response["status"]["code"] == 403
-    warned = admit(base, token, review(isvc("s3://models/gone/1")), mode="warn").json()
+    warned = admit(base, token, review(isvc(gone)), mode="warn").json()
     assert warned["response"]["allowed"] is True
     assert any("revoked" in w for w in warned["response"]["warnings"])
     deletion = review(None)
