@@ -23,6 +23,7 @@ from custody.provenance.verification.attestation import RecordClaims
 from custody.provenance.verification.chain import ChainWalker, NodeResult
 from custody.provenance.verification.inclusion import InclusionChecker
 from custody.provenance.verification.verify import find_record
+from custody.provenance.verification.witnessing import check_chain
 
 _DIGEST_RE = re.compile(r"^(sha256(?:-manifest-v1)?):([0-9a-f]{64})$")
 BYTES_NOTE = ("the service checked the ledger record and its chain, not the bytes: run "
@@ -56,6 +57,7 @@ def check_version(ledger: Ledger, policy: Policy, verifier: NoteVerifier | None,
                          scan_verdict=str(claims.scan.get("verdict")), depth=0,
                          inclusion=inclusion)
     chain = walker.upstream_of(node, version, claims)
+    check_chain(policy, walker.inclusion, (node, *chain), subject=version.ref, now=walker.now)
     return RecordCheck(node, chain, claims)
 
 

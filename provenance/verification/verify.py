@@ -24,7 +24,7 @@ from custody.provenance.scanning.step import scan_manifest
 from custody.provenance.verification.attestation import parse_claims
 from custody.provenance.verification.chain import ChainWalker, NodeResult
 from custody.provenance.verification.inclusion import InclusionChecker
-from custody.provenance.verification.witnessing import Witnessing, check_witnessed
+from custody.provenance.verification.witnessing import Witnessing, check_chain
 from custody.signing.statement import Statement
 from custody.validators.findings import ScanReport
 from custody.validators.interface import ScanOptions
@@ -142,9 +142,8 @@ def verify_manifest(
     node = NodeResult.of(version, claims, signer=signer, scan_verdict=scan.verdict.value,
                          depth=0, inclusion=inclusion)
     chain = walker.upstream_of(node, version, claims)
-    witnessed = None if policy.witness is None else check_witnessed(
-        policy.witness, walker.inclusion, [n.inclusion["index"] for n in (node, *chain)
-                                           if n.inclusion], subject=version.ref, now=walker.now)
+    witnessed = check_chain(policy, walker.inclusion, (node, *chain), subject=version.ref,
+                            now=walker.now)
     return VerificationReport(str(path), manifest, node, scan, chain, witnessed)
 
 

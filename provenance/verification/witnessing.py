@@ -38,7 +38,8 @@ from custody.provenance.log.witness import (
     merge_cosigned,
     verify_cosignatures,
 )
-from custody.provenance.policy.core import WitnessPolicy
+from custody.provenance.policy.core import Policy, WitnessPolicy
+from custody.provenance.verification.chain import NodeResult
 from custody.provenance.verification.inclusion import InclusionChecker
 
 _MAX_FILE = 1 << 20  # bytes: a signed note is at most this large
@@ -73,6 +74,16 @@ class Witnessing:
         return {"tree_size": self.size, "root": self.root, "witnesses": list(self.witnesses),
                 "newest_cosignature": self.newest, "checkpoints_compared": self.compared,
                 "source": self.source}
+
+
+def check_chain(policy: Policy, inclusion: InclusionChecker, nodes: Iterable[NodeResult], *,
+                subject: str, now: datetime | None = None) -> Witnessing | None:
+    """For verify and the service: None without a witness policy, else
+    :func:`check_witnessed` for the ledger entries of ``nodes`` (the artifact and its chain)."""
+    if policy.witness is None:
+        return None
+    indices = [int(n.inclusion["index"]) for n in nodes if n.inclusion]
+    return check_witnessed(policy.witness, inclusion, indices, subject=subject, now=now)
 
 
 def check_witnessed(policy: WitnessPolicy, inclusion: InclusionChecker, indices: Iterable[int],

@@ -196,7 +196,7 @@ def test_an_edited_stored_cosignature_is_caught_by_the_client(
     assert r.status_code == 404 and "POST /v1/checkpoint/cosignatures" in r.json()["hint"]
 
 
-def test_the_service_policy_names_the_witnesses_it_keeps(
+def test_the_service_policy_names_the_witnesses_it_keeps_and_its_verify_requires(
         ws: Any, cli: Any, tmp_path: Path, keys: dict[str, tuple[Path, str]]) -> None:
     write_policy(ws.home, {W1: keys[W1][1]}, quorum=1, cosigned=tmp_path / "cosigned")
     with support.running_server(ws.root) as base:
@@ -204,5 +204,13 @@ def test_the_service_policy_names_the_witnesses_it_keeps(
         w2_note = served.witness(keys[W2][0], "w2")
         r = served.post(w2_note, keys[W2][1])  # its own vkey sent along does not make it known
         assert r.status_code == 400 and _trusted(keys, W1)[0].label in r.json()["message"]
-        r = served.post(served.witness(keys[W1][0]))
+        digest = {"digest": "sha256:" + hashlib.sha256(b"bytes of a").hexdigest()}
+        verdict = served.call("POST", "/v1/verify", json=digest).json()
+        assert (verdict["verdict"], verdict["rule"]) == ("refused", "witness.not_covered")
+        note = served.witness(keys[W1][0])
+        r = served.post(note)
         assert r.status_code == 200 and r.json()["cosignatures"] == 1, r.text
+        # the service's own verify applies the policy's [witness] table as custody verify does
+        (tmp_path / "cosigned").mkdir()
+        (tmp_path / "cosigned" / "w1.note").write_text(note)
+        assert served.call("POST", "/v1/verify", json=digest).json()["verdict"] == "verified"
