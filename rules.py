@@ -101,9 +101,21 @@ _ALL: tuple[Rule, ...] = (
        "the annotation custody.dev/artifact: NAME@VERSION only narrows it"),
     _r("admission.unsupported_kind", "the webhook checks InferenceServices and Pods only",
        "limit the webhook's rules to InferenceService and Pod resources"),
-    _r("mlflow.unresolved", "an MLflow model version names no recorded artifact",
-       "set the tag custody.artifact (NAME@VERSION) on the model version, or register it from a "
-       "source URI ending in NAME/VERSION"),
+    _r("mlflow.replayed", "an MLflow webhook delivery id was already accepted within the "
+       "signature window: a replay; nothing was checked or written",
+       "nothing if MLflow retried a delivery it had an answer for; otherwise the webhook secret "
+       "leaked: rotate it in MLflow and in CUSTODY_MLFLOW_WEBHOOK_SECRET"),
+    _r("mlflow.tag_mismatch", "the model version's tag custody.artifact names a ledger record "
+       "whose digest is not the digest of the version's bytes (or no record at all): the tag "
+       "only narrows, it never binds",
+       "register the bytes that were recorded, or record these bytes (`custody record DIR`) and "
+       "fix or drop the tag"),
+    _r("mlflow.unresolved", "the MLflow gate could not get the model version's artifacts to "
+       "hash them (no download URI, a path on the MLflow host's disk, missing files, unsafe "
+       "names): no verdict, the alias is not given",
+       "let the tracking server serve the artifacts (what `mlflow server` does by default) or "
+       "keep them in an object store, then set the alias on the version again to have it "
+       "re-checked"),
     _r("ledger.error", "the lineage page could not check this node (ledger or policy error)",
        "run `custody verify REF` for the full error"),
     _r("unknown", "the lineage page has no verdict for this node: it was not checked",

@@ -24,7 +24,7 @@ def _config() -> Config:
     return config
 
 
-HEAD = "0005"
+HEAD = "0006"
 """The newest migration. Ledger.open compares with this constant so that opening a ledger does not
 import Alembic (tests/test_record_signers.py checks it equals Alembic's own head)."""
 

@@ -10,7 +10,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from custody.errors import CustodyError, NotFoundError, RefusedError, RequestError, UsageError
+from custody.errors import (
+    CustodyError,
+    LedgerError,
+    RefusedError,
+    RequestError,
+    UsageError,
+    VerificationError,
+)
 from custody.provenance.integrations import kubernetes as admission
 from custody.provenance.integrations import mlflow as mlflow_hook
 from custody.provenance.service.deps import context, require
@@ -79,7 +86,8 @@ async def _admit(request: Request, mode: str | None) -> JSONResponse:
 
 @router.post("/v1/hooks/mlflow", tags=["integrations"])
 async def mlflow_webhook(request: Request) -> JSONResponse:
-    """MLflow registry webhook (authenticated by its HMAC signature, not a bearer token)."""
+    """MLflow registry webhook (authenticated by its HMAC signature, not a bearer token): the
+    version's bytes are downloaded, hashed and verified; each delivery is accepted once."""
     ctx = context(request)
     secret = ctx.settings.mlflow_secret
     if not secret:
@@ -88,48 +96,64 @@ async def mlflow_webhook(request: Request) -> JSONResponse:
             hint="set CUSTODY_MLFLOW_WEBHOOK_SECRET to the webhook's secret in the environment "
             "of `custody serve` and restart it")
     body = await request.body()
-    mlflow_hook.check_signature(
-        secret, body=body, delivery_id=request.headers.get("x-mlflow-delivery-id"),
+    delivery = request.headers.get("x-mlflow-delivery-id") or ""
+    sent = mlflow_hook.check_signature(
+        secret, body=body, delivery_id=delivery,
         timestamp=request.headers.get("x-mlflow-timestamp"),
         signature=request.headers.get("x-mlflow-signature"),
         max_age=ctx.settings.webhook_max_age)
+    try:
+        await run_in_threadpool(mlflow_hook.remember_delivery, ctx.ledger.engine, delivery, sent,
+                                window=ctx.settings.webhook_max_age)
+    except VerificationError as exc:
+        log.warning("mlflow delivery %s refused: %s", delivery, exc.rule)
+        return JSONResponse({"error": type(exc).__name__, "message": exc.message,
+                             "hint": exc.hint, "subject": exc.subject, "rule": exc.rule},
+                            status_code=409)
     event = mlflow_hook.parse_event(body)
-    if event is None:
-        return JSONResponse({"handled": False, "reason": "not a model_version.created event"})
-    result = await run_in_threadpool(_mlflow_verdict, ctx, event)
+    alias = ctx.settings.mlflow_alias
+    if event.is_test():
+        return JSONResponse({
+            "handled": False, "test": True, "event": event.key,
+            "message": "MLflow's test delivery arrived and its signature checks out: the "
+            "webhook's secret is CUSTODY_MLFLOW_WEBHOOK_SECRET. Nothing was verified or written "
+            f"(the payload names MLflow's example model). Custody gates {GATED}",
+            "tracking_uri_set": bool(ctx.settings.mlflow_tracking_uri)})
+    target = event.version_event(alias)
+    if target is None:
+        return JSONResponse({"handled": False, "event": event.key,
+                             "reason": f"{event.key} changes nothing Custody gates; it gates "
+                             f"{GATED}"})
+    try:
+        result = await run_in_threadpool(_mlflow_verdict, ctx, target)
+    except LedgerError:
+        # MLflow, its artifact store or the ledger was unavailable: MLflow retries the same
+        # delivery (same id) on a 5xx, which must not then be refused as a replay
+        await run_in_threadpool(mlflow_hook.forget_delivery, ctx.ledger.engine, delivery)
+        raise
     return JSONResponse(result)
 
 
-def _mlflow_verdict(ctx: ServiceContext, event: mlflow_hook.ModelVersionEvent) -> dict[str, Any]:
-    ref = event.ref()
-    out: dict[str, Any] = {"handled": True, "model": event.name, "version": event.version,
-                           "ref": ref}
-    if ref is None:
-        out.update(verdict="unknown", rule="mlflow.unresolved",
-                   message=f"tag {mlflow_hook.TAG_REF} missing and the source URI does not "
-                   "name NAME/VERSION")
-    else:
-        try:
-            out.update(verdict="verified", ref=_check_ref(ctx, ref))
-        except NotFoundError as exc:
-            out.update(verdict="unknown", rule="record.not_found", message=exc.message)
-        except RefusedError as exc:
-            out.update(verdict="refused", rule=exc.rule, message=exc.message)
-        except UsageError as exc:
-            out.update(verdict="unknown", rule="mlflow.unresolved", message=exc.message)
+GATED = (f"{mlflow_hook.GATED_EVENTS[0]}, {mlflow_hook.GATED_EVENTS[1]} (of its alias) and "
+         f"{mlflow_hook.GATED_EVENTS[2]} (of custody.* tags)")
+
+
+def _mlflow_verdict(ctx: ServiceContext, target: mlflow_hook.VersionEvent) -> dict[str, Any]:
     uri = ctx.settings.mlflow_tracking_uri
-    out["tagged"] = False
-    if uri:
-        client = mlflow_hook.MlflowRest(uri, ctx.settings.mlflow_token)
-        client.set_tag(event.name, event.version, "custody.verdict", str(out["verdict"]))
-        if out.get("ref"):
-            client.set_tag(event.name, event.version, "custody.ref", str(out["ref"]))
-        if out["verdict"] == "verified":
-            client.set_alias(event.name, ctx.settings.mlflow_alias, event.version)
-        out["tagged"] = True
-    log.info("mlflow %s v%s ref=%s verdict=%s", event.name, event.version, out.get("ref"),
-             out["verdict"])
-    return out
+    if not uri:
+        raise LedgerError(
+            "CUSTODY_MLFLOW_TRACKING_URI is not set: the gate cannot download the version's "
+            "artifacts, so it cannot verify them",
+            hint="set CUSTODY_MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_TOKEN if the server "
+            "needs one) in the environment of `custody serve` and restart it")
+    client = mlflow_hook.MlflowRest(uri, ctx.settings.mlflow_token)
+    outcome = mlflow_hook.gate(client, ctx.ledger, ctx.policy, ctx.ledger_verifier, target,
+                               alias=ctx.settings.mlflow_alias)
+    v = outcome.verdict
+    log.info("mlflow %s %s v%s digest=%s ref=%s verdict=%s rule=%s alias_set=%s "
+             "alias_removed=%s", outcome.event, target.name, target.version, v.digest, v.ref,
+             v.verdict, v.rule, outcome.alias_set, outcome.alias_removed)
+    return outcome.to_json(ctx.settings.mlflow_alias)
 
 
 def _statuses(ctx: ServiceContext, graph: Any) -> dict[str, NodeStatus]:

@@ -191,24 +191,10 @@ def created(name: str, version: str, source: str, tags: dict[str, str] | None = 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=False)
 def test_mlflow_webhook(served: tuple[str, dict[str, str]],
                         fake_mlflow: tuple[str, list[tuple[str, dict[str, Any]]]]) -> None:
+    """What the hook refuses before it looks at any bytes (the verdicts by bytes, against a real
+    MLflow server: tests/integrations/test_mlflow_gate.py)."""
     base, _ = served
     calls = fake_mlflow[1]
-    r = deliver(base, created("fraud", "4", "s3://art/good/1"))
-    assert r.status_code == 200 and r.json()["verdict"] == "verified", r.text
-    assert r.json()["tagged"] is True
-    tags = {b["key"]: b["value"] for p, b in calls if p.endswith("set-tag")}
-    assert tags == {"custody.verdict": "verified", "custody.ref": "good@1"}
-    assert ("/api/2.0/mlflow/registered-models/alias",
-            {"name": "fraud", "alias": "custody-verified", "version": "4"}) in calls
-    calls.clear()
-    r = deliver(base, created("fraud", "5", "models:/m-123", {"custody.artifact": "gone@1"}))
-    assert r.json()["verdict"] == "refused" and r.json()["rule"] == "revoked", r.text
-    assert [b["value"] for p, b in calls if b.get("key") == "custody.verdict"] == ["refused"]
-    assert not any(p.endswith("alias") for p, _ in calls)
-    calls.clear()
-    r = deliver(base, created("fraud", "6", "runs:/abc/model"))
-    assert r.json()["verdict"] == "unknown" and not any(p.endswith("alias") for p, _ in calls)
-    calls.clear()
     assert deliver(base, created("f", "1", "s3://a/good/1"), secret="wrong").status_code == 401
     stale = deliver(base, created("f", "1", "s3://a/good/1"), timestamp=int(time.time()) - 3600)
     assert stale.status_code == 401
@@ -217,6 +203,6 @@ def test_mlflow_webhook(served: tuple[str, dict[str, str]],
     assert unsigned.status_code == 401
     assert calls == []
     other = deliver(base, {"entity": "registered_model", "action": "created", "data": {}})
-    assert other.json() == {"handled": False, "reason": "not a model_version.created event"}
+    assert other.status_code == 200 and other.json()["handled"] is False, other.text
     broken = deliver(base, {"entity": "model_version", "action": "created", "data": {}})
     assert broken.status_code == 400
