@@ -214,3 +214,47 @@ def test_the_service_policy_names_the_witnesses_it_keeps_and_its_verify_requires
         (tmp_path / "cosigned").mkdir()
         (tmp_path / "cosigned" / "w1.note").write_text(note)
         assert served.call("POST", "/v1/verify", json=digest).json()["verdict"] == "verified"
+
+
+def test_a_witness_reads_the_service_and_publishes_there(
+        served: Served, keys: dict[str, tuple[Path, str]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A witness on another host, without database access: the head and the consistency proofs
+    come from the service, the ledger key is pinned on the command line, and the cosigned
+    checkpoint is posted back; a rollback of the database is refused through the service too."""
+    from support.witness_helpers import roll_back
+
+    vkey = load_workspace(served.ws.home).ledger_vkey
+    assert vkey is not None
+    elsewhere = tmp_path / "witness-host"
+    elsewhere.mkdir()
+    monkeypatch.setenv("CUSTODY_TOKEN", served.tokens["publisher"])
+    state = tmp_path / "remote-state"
+    args = ("audit", "witness", "--key", keys[W1][0], "--state", state, "--ledger", served.base,
+            "--ledger-vkey", vkey, "--publish", served.base)
+    kept = head_size(served.ws)
+    first = served.cli(*args, "--json", cwd=elsewhere).expect(0).json()
+    assert first["first_use"] and first["published"]["cosignatures"] == 1
+    _record(served.cli, served.ws, "b")
+    grown = served.cli(*args, cwd=elsewhere).expect(
+        0, f"consistent with the {kept} it cosigned before", "posted to")
+    body = served.call("GET", "/v1/checkpoint").json()
+    assert body["size"] == head_size(served.ws) and len(body["cosignatures"]) == 1
+    assert verify_cosignatures(body["note"], _trusted(keys, W1), quorum=1, max_age=3600,
+                               now=int(time.time()))
+    assert "Traceback" not in grown.err
+    saved = {p.name: p.read_bytes() for p in state.glob("*.json")}
+    roll_back(served.ws, kept)
+    served.cli(*args, cwd=elsewhere).expect(1, "REFUSED [witness.rollback]")
+    assert {p.name: p.read_bytes() for p in state.glob("*.json")} == saved
+    # a reader token may fetch but not publish; no token at all is told how to send one
+    monkeypatch.setenv("CUSTODY_TOKEN", served.tokens["reader"])
+    served.cli("audit", "witness", "--key", keys[W2][0], "--state", tmp_path / "w2-state",
+               "--ledger", served.base, "--ledger-vkey", vkey, "--publish", served.base,
+               cwd=elsewhere).expect(2, "answered 403", "publisher")
+    monkeypatch.delenv("CUSTODY_TOKEN")
+    served.cli("audit", "witness", "--key", keys[W2][0], "--state", tmp_path / "w2-state",
+               "--ledger", served.base, "--ledger-vkey", vkey, cwd=elsewhere).expect(
+        2, "answered 401", "Authorization")
+    served.cli("audit", "witness", "--key", keys[W2][0], "--state", tmp_path / "w2-state",
+               "--ledger", served.base, cwd=elsewhere).expect(2, "--ledger-vkey")
