@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*(::[A-Za-z][A-Za-z0-9+.-]*)*://")
 # identity fields, in the order they are shown; each one optional except the size
 _IDENTITY_FIELDS = ("version_id", "etag", "generation", "modified")
 # a URL's userinfo and query anywhere in a store's error text

@@ -82,10 +82,11 @@ class Target:
 
 def protocol_of(uri: str) -> Protocol:
     scheme = uri.split("://", 1)[0].lower()
-    if "::" in uri:
-        raise UsageError(f"{redact_uri(uri)}: chained fsspec URLs (a::b) are not accepted",
+    if "::" in scheme:
+        shown = redact_uri(uri.rsplit("::", 1)[-1])
+        raise UsageError(f"{shown}: chained fsspec URLs (a::b://...) are not accepted",
                          hint="give the object store's own URI (s3://bucket/key)",
-                         subject=redact_uri(uri))
+                         subject=shown)
     found = PROTOCOLS.get(scheme)
     if found is None:
         raise UsageError(
@@ -123,8 +124,8 @@ def open_target(uri: str, storage_options: dict[str, Any] | None = None) -> Targ
 
 def _missing_extra(protocol: Protocol, shown: str) -> UsageError:
     return UsageError(
-        f"{shown}: reading {protocol.scheme}:// needs the package {protocol.module}, "
-        "which is not installed",
+        f"{shown}: reading {protocol.scheme}:// needs the package {protocol.module}, which is "
+        f"not installed: it comes with the extra custody[{protocol.extra}]",
         hint=f"pip install 'custody[{protocol.extra}]'", subject=shown)
 
 

@@ -22,9 +22,9 @@ How an object or prefix is read:
 2. **Read pinned.** On S3 the listed version id is opened (``version_id=``), and s3fs sends the
    listed ETag as ``If-Match`` with every range; where the store reports the opened object's
    identity, it is compared with the listing before a byte is hashed.
-3. **Streamed**, in blocks of ``_BLOCK`` bytes, several objects at once, and the blocks of a
-   large object fetched concurrently but hashed in order; at most ``_blocks(workers)`` blocks
-   are in memory at any time, whatever the sizes.
+3. **Streamed** (:mod:`custody.provenance.hashing.object_reads`), in blocks of 8 MiB, several
+   objects at once, the blocks of a large object fetched concurrently but hashed in order; at
+   most ``max(4, workers)`` blocks are in memory at any time, whatever the sizes.
 4. **Listed again** after the last byte: an object added, removed or replaced (another version
    id, ETag, generation, size) while it was hashed refuses with ``object.listing_changed`` or
    ``object.changed``: the manifest would describe bytes the store no longer serves together.
@@ -35,43 +35,38 @@ none is recorded or shown (:func:`~custody.provenance.hashing.locations.redact_u
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 import tempfile
-import threading
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
 from custody.errors import ArtifactError, VerificationError
+from custody.provenance.hashing.files import iter_files
 from custody.provenance.hashing.locations import (
     Locations,
-    ObjectIdentity,
     ObjectLocation,
     redact_uri,
 )
-from custody.provenance.hashing.manifest import FileEntry, Manifest
+from custody.provenance.hashing.manifest import Manifest
+from custody.provenance.hashing.object_reads import (
+    CHANGED_HINT,
+    Listed,
+    ProgressCallback,
+    Reader,
+    changed_error,
+    identity_of,
+)
 from custody.provenance.hashing.object_stores import (
     Target,
-    changed_errors,
     open_target,
     store_errors,
     translate,
 )
-
-ProgressCallback = Callable[[int], None]
-
-_BLOCK = 8 * 1024 * 1024
-_CHANGED_HINT = ("the objects were written while Custody read them: wait until the upload has "
-                 "finished (or read a fixed version), then run the command again")
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 @dataclass(frozen=True)
@@ -104,19 +99,10 @@ class ObjectListing:
 
 
 @dataclass(frozen=True)
-class _Listed:
-    path: str  # the filesystem's path of the object
-    relpath: str
-    uri: str  # redacted
-    identity: ObjectIdentity
-    pin: tuple[tuple[str, str], ...]  # open() arguments that select the listed version
-
-
-@dataclass(frozen=True)
 class _Listing:
     name: str
     is_directory: bool
-    objects: tuple[_Listed, ...]
+    objects: tuple[Listed, ...]
 
 
 def hash_uri(uri: str, *, workers: int | None = None, progress: ProgressCallback | None = None,
@@ -162,7 +148,7 @@ def _hash(target: Target, home: Path | None, workers: int | None,
     listing = _list(target)
     copy = None if home is None else home / (listing.name or "artifact")
     count = max(1, workers or 16)
-    reader = _Reader(target, count, progress)
+    reader = Reader(target, count, progress)
     try:
         if listing.is_directory:
             if copy is not None:
@@ -196,7 +182,11 @@ def _list(target: Target) -> _Listing:
             info = fs.info(root)
             if info.get("type") == "file" or not target.protocol.listable:
                 return _single(target, root, info)
-        found = fs.find(root, detail=True, withdirs=True)
+        if target.protocol.scheme == "file":  # links and special files, as hash_path refuses
+            for _ in iter_files(Path(root)):
+                pass
+        # withdirs=False: with directories, s3fs would let prefix "a/" hide the object "a"
+        found = fs.find(root, detail=True, withdirs=False)
     except errors as exc:
         raise translate(exc, target.shown, target.protocol, target.secrets) from None
     objects = [_listed(target, root, path, info) for path, info in sorted(found.items())
@@ -215,7 +205,7 @@ def _single(target: Target, root: str, info: dict[str, Any]) -> _Listing:
         name = _basename(root)
     else:
         name = PurePosixPath(urlsplit(target.path).path).name or urlsplit(target.path).netloc
-    listed = _Listed(root, name, target.shown, _identity(info), _pin(target, info))
+    listed = Listed(root, name, target.shown, identity_of(info), _pin(target, info))
     return _Listing(name, False, (listed,))
 
 
@@ -224,7 +214,7 @@ def _is_object(target: Target, path: str, info: dict[str, Any], root: str) -> bo
     return info.get("type") == "file" and path.rstrip("/") != root
 
 
-def _listed(target: Target, root: str, path: str, info: dict[str, Any]) -> _Listed:
+def _listed(target: Target, root: str, path: str, info: dict[str, Any]) -> Listed:
     rel = path[len(root) + 1:] if path.startswith(root + "/") else path
     uri = redact_uri(target.fs.unstrip_protocol(path))
     if not path.startswith(root + "/") or not _safe_relpath(rel):
@@ -232,7 +222,7 @@ def _listed(target: Target, root: str, path: str, info: dict[str, Any]) -> _List
             f"{uri}: the key cannot be a file of a directory on disk (an empty, '.' or '..' "
             "segment), so its manifest could not match hash_path's",
             hint="rename the object, or hash the objects one by one", subject=uri)
-    return _Listed(path, rel, uri, _identity(info), _pin(target, info))
+    return Listed(path, rel, uri, identity_of(info), _pin(target, info))
 
 
 def _refuse_special(target: Target, path: str, info: dict[str, Any]) -> None:
@@ -264,25 +254,6 @@ def _basename(root: str) -> str:
     return root.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _identity(info: dict[str, Any]) -> ObjectIdentity:
-    version = info.get("VersionId") or info.get("version_id")
-    etag = info.get("ETag") or info.get("etag") or info.get("blob_id")
-    generation = info.get("generation")
-    modified = None
-    if version in (None, "null") and etag is None and generation is None:
-        stamp = info.get("mtime", info.get("created"))
-        if isinstance(stamp, datetime):
-            stamp = stamp.timestamp()
-        modified = None if stamp is None else f"{stamp}" + (
-            f":{info['ino']}" if "ino" in info else "")
-    return ObjectIdentity(
-        size=int(info.get("size") or 0),
-        version_id=None if version in (None, "null") else str(version),
-        etag=None if etag is None else str(etag),
-        generation=None if generation is None else str(generation),
-        modified=modified)
-
-
 def _pin(target: Target, info: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     version = info.get("VersionId")
     if target.protocol.pin is None or version in (None, "null"):
@@ -302,140 +273,9 @@ def _check_unchanged(target: Target, before: _Listing) -> None:
             f"added: {', '.join(added[:5])}" if added else "",
             f"removed: {', '.join(removed[:5])}" if removed else "") if p)
         raise VerificationError(f"{target.shown} changed while it was hashed ({what})",
-                                rule="object.listing_changed", hint=_CHANGED_HINT,
+                                rule="object.listing_changed", hint=CHANGED_HINT,
                                 subject=target.shown)
     for rel in sorted(old):
         fields = old[rel].identity.differs(new[rel].identity)
         if fields:
-            raise _changed(old[rel], new[rel].identity, fields)
-
-
-def _changed(obj: _Listed, now: ObjectIdentity | None, fields: list[str]) -> VerificationError:
-    seen = f"; now {now.describe()}" if now is not None else ""
-    return VerificationError(
-        f"{obj.uri} changed while it was hashed ({', '.join(fields)}): listed as "
-        f"{obj.identity.describe()}{seen}",
-        rule="object.changed", hint=_CHANGED_HINT, subject=obj.uri)
-
-
-# --- reading ---------------------------------------------------------------------------------
-
-
-class _Reader:
-    """Streams objects: a budget of blocks in memory, and a pool for the ranges of big ones."""
-
-    def __init__(self, target: Target, workers: int, progress: ProgressCallback | None):
-        self.target = target
-        self.progress = progress
-        self.slots = max(4, workers)
-        self.budget = threading.BoundedSemaphore(self.slots)
-        self.ranges = ThreadPoolExecutor(max_workers=self.slots,
-                                         thread_name_prefix="custody-range")
-        self.errors = store_errors(target.protocol)
-        self.changed = changed_errors(target.protocol)
-
-    def close(self) -> None:
-        self.ranges.shutdown(wait=True, cancel_futures=True)
-
-    def read(self, obj: _Listed, dest: Path | None) -> FileEntry:
-        digest = hashlib.sha256()
-        try:
-            with _Sink(dest) as sink, self.target.fs.open(
-                    obj.path, "rb", block_size=_BLOCK, cache_type="none", **dict(obj.pin)) as f:
-                self._check_opened(obj, f)
-                blocks = (self._ranges(f, obj.identity.size) if _ranged(f, obj.identity.size)
-                          else self._sequential(f))
-                size = 0
-                for block in blocks:
-                    digest.update(block)
-                    sink.write(block)
-                    size += len(block)
-                    if self.progress is not None:
-                        self.progress(len(block))
-        except self.changed:
-            raise _changed(obj, None, ["etag"]) from None
-        except self.errors as exc:
-            raise translate(exc, obj.uri, self.target.protocol, self.target.secrets) from None
-        if size != obj.identity.size:
-            raise _changed(obj, replace(obj.identity, size=size), ["size"])
-        return FileEntry(obj.relpath, size, digest.hexdigest())
-
-    def _check_opened(self, obj: _Listed, f: Any) -> None:
-        details = getattr(f, "details", None)
-        if not isinstance(details, dict) or "size" not in details:
-            return
-        now = _identity(details)
-        fields = [n for n in obj.identity.differs(now)
-                  if n == "size" or getattr(now, n) is not None]
-        if fields:
-            raise _changed(obj, now, fields)
-
-    def _sequential(self, f: Any) -> Iterator[bytes]:
-        while True:
-            self.budget.acquire()
-            try:
-                block = f.read(_BLOCK)
-            finally:
-                self.budget.release()
-            if not block:
-                return
-            yield block
-
-    def _ranges(self, f: Any, size: int) -> Iterator[bytes]:
-        """The blocks of one object, fetched ahead concurrently and yielded in order."""
-        starts = iter(range(0, size, _BLOCK))
-        pending: deque[tuple[int, Future[bytes]]] = deque()
-        following = next(starts, None)
-        try:
-            while pending or following is not None:
-                while following is not None and len(pending) < self.slots:
-                    # wait for memory only when nothing of ours is in flight (no deadlock)
-                    if not self.budget.acquire(blocking=not pending):
-                        break
-                    end = min(following + _BLOCK, size)
-                    pending.append((end - following,
-                                    self.ranges.submit(f._fetch_range, following, end)))
-                    following = next(starts, None)
-                length, future = pending.popleft()
-                try:
-                    block = future.result()
-                finally:
-                    self.budget.release()
-                if len(block) != length:
-                    raise OSError(f"a range of {length} bytes returned {len(block)}")
-                yield block
-        finally:
-            for _, future in pending:
-                future.cancel()
-                self.budget.release()
-
-
-def _ranged(f: Any, size: int) -> bool:
-    """Buffered fsspec files (S3, GCS, Azure, HTTP) fetch byte ranges: big ones go in parallel."""
-    return size > 2 * _BLOCK and callable(getattr(f, "_fetch_range", None))
-
-
-class _Sink:
-    """The private copy of one object (or nothing), created exclusively with mode 0600."""
-
-    def __init__(self, dest: Path | None):
-        self.dest = dest
-        self.fd: int | None = None
-
-    def __enter__(self) -> _Sink:
-        if self.dest is not None:
-            self.dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.fd = os.open(self.dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW,
-                              0o600)
-        return self
-
-    def write(self, block: bytes) -> None:
-        if self.fd is None:
-            return
-        view = memoryview(block)
-        while view:
-            view = view[os.write(self.fd, view):]
-
-    def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
+            raise changed_error(old[rel], new[rel].identity, fields)
