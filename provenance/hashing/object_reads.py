@@ -15,6 +15,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -94,14 +95,10 @@ class Reader:
 
     def read(self, obj: Listed, dest: Path | None) -> FileEntry:
         digest = hashlib.sha256()
+        size = 0
         try:
-            with _Sink(dest) as sink, self.target.fs.open(
-                    obj.path, "rb", block_size=BLOCK, cache_type="none", **dict(obj.pin)) as f:
-                self._check_opened(obj, f)
-                blocks = (self._ranges(f, obj.identity.size) if _ranged(f, obj.identity.size)
-                          else self._sequential(f))
-                size = 0
-                for block in blocks:
+            with _Sink(dest) as sink:
+                for block in self._blocks(obj):
                     digest.update(block)
                     sink.write(block)
                     size += len(block)
@@ -115,6 +112,27 @@ class Reader:
             raise changed_error(obj, replace(obj.identity, size=size), ["size"])
         return FileEntry(obj.relpath, size, digest.hexdigest())
 
+    def _blocks(self, obj: Listed) -> Iterator[bytes]:
+        size = obj.identity.size
+        if obj.pin and size <= BLOCK:
+            # a pinned version is immutable: one ranged GET of it, no HEAD before
+            if size:
+                with self._slot():
+                    yield self.target.fs.cat_file(obj.path, start=0, end=size, **dict(obj.pin))
+            return
+        with self.target.fs.open(obj.path, "rb", block_size=BLOCK, cache_type="none",
+                                 **dict(obj.pin)) as f:
+            self._check_opened(obj, f)
+            yield from (self._ranges(f, size) if _ranged(f, size) else self._sequential(f))
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        self.budget.acquire()
+        try:
+            yield
+        finally:
+            self.budget.release()
+
     def _check_opened(self, obj: Listed, f: Any) -> None:
         details = getattr(f, "details", None)
         if not isinstance(details, dict) or "size" not in details:
@@ -127,11 +145,8 @@ class Reader:
 
     def _sequential(self, f: Any) -> Iterator[bytes]:
         while True:
-            self.budget.acquire()
-            try:
+            with self._slot():
                 block = f.read(BLOCK)
-            finally:
-                self.budget.release()
             if not block:
                 return
             yield block
