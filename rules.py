@@ -380,8 +380,9 @@ _ALL: tuple[Rule, ...] = (
        "(monkey-patching during load)", _UNSAFE),
     _f("pickle.nested.opaque", "high", "the pickle loads a nested payload that cannot be read "
        "statically", _UNSAFE),
-    _f("pickle.malformed", "high", "the pickle breaks part-way; loaders act on what came before "
-       "(medium when nothing was imported before the break)", _UNSAFE, "medium"),
+    _f("pickle.malformed", "high", "the pickle breaks part-way and loaders act on what it "
+       "called before the break (low when an unpickler rejects it before calling anything; "
+       "medium for a later pickle of a stream)", _UNSAFE, "low", "medium"),
     _f("pickle.trailing_data", "low", "bytes after the last pickle are not a pickle",
        "check where the extra bytes came from; strip them or get a clean copy"),
     _f("picklescan.dangerous", "high", "picklescan (the second opinion) calls a global dangerous "
@@ -440,6 +441,30 @@ _ALL: tuple[Rule, ...] = (
     _f("zip.member_unreadable", "high", "a zip member cannot be read", _UNREAD),
     _f("zip.overlap", "medium", "two zip members overlap (zip-bomb or confusion technique)",
        _UNSAFE),
+    _f("zip.prefixed", "medium", "foreign bytes come before the zip archive (zipfile and Keras "
+       "still open it; torch does not): the zip is scanned as well", _UNSAFE),
+    _f("picklescan.disagrees", "info", "picklescan's denylist calls a global dangerous that a "
+       "curated allowlist profile admits; both views are in the evidence", "nothing: the "
+       "profile's entry says what the global's reduce path calls; drop the profile in the "
+       "policy ([pickle] profiles) to side with picklescan"),
+    _f("limit.allocation", "high", "a declared length or a call (bytes(n), bytearray(n), "
+       "list(range(n)), an ndarray shape, a storage size) makes the loader allocate more than "
+       "the scan allows: an allocation bomb", _LIMIT),
+    _f("limit.expansion", "high", "shared pickle references unfold to more values than the scan "
+       "allows (memo-expansion 'billion laughs'): hashing or walking the object never ends",
+       _LIMIT),
+    _f("limit.pickle_depth", "high", "pickle values nested deeper than the scan allows: hashing "
+       "or walking the object overflows the stack", _LIMIT),
+    _f("compressed.uninspected", "high", "a compressed stream whose codec is not available to "
+       "the scanner (lz4 without the lz4 package); its content was not inspected",
+       "install the codec's package (pip install lz4) and scan again"),
+    _f("torch.storage_mismatch", "high", "a torch storage declares more elements than its data "
+       "holds (or names a storage that is missing): loaders read past the buffer", _UNSAFE),
+    _f("torch.tensor_out_of_bounds", "high", "a tensor's offset, sizes and strides reach past "
+       "the end of its storage: loaders read out of bounds", _UNSAFE),
+    _f("torchscript.code", "critical", "TorchScript code calls an op that reads or writes files, "
+       "loads libraries or runs code when the archive is loaded (medium for ops of an unknown "
+       "namespace)", _UNSAFE, "medium", "high"),
     # --- datasets ---------------------------------------------------------------------------
     _unreadable("dataset.unreadable", "the snapshot cannot be read as a table (Parquet or CSV)",
                 "check the file and its format; the scan exits 2"),

@@ -44,10 +44,12 @@ _P0_START = frozenset(b"(cipI]}).NFLSVGJKM")
 
 
 def _looks_like_safetensors(head: bytes) -> bool:
+    """An 8-byte little-endian header length, then a JSON object. Any length: one that is
+    larger than the file (an allocation bomb for loaders) is the scanner's finding to make."""
     if len(head) < 10:
         return False
     header_len = int.from_bytes(head[:8], "little")
-    return 2 <= header_len <= 100_000_000 and head[8:9] == b"{"
+    return header_len >= 2 and head[8:9] == b"{" and head[9:10] in (b'"', b"}", b" ", b"\n")
 
 
 def detect(head: bytes) -> FileFormat:
@@ -96,14 +98,37 @@ class ExtraFormat(enum.StrEnum):
     ZLIB = "zlib"
     ONNX = "onnx"
     JOBLIB_ZF = "joblib-zfile"
+    LZ4 = "lz4"
 
 
 _ONNX_NEXT_TAGS = frozenset({0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x4A, 0x52, 0x5A, 0x62})
 
 
+def is_tar_header(head: bytes) -> bool:
+    """A first 512-byte block that :mod:`tarfile` (and so ``torch.load``'s legacy tar reader)
+    accepts: its checksum field matches, whatever the magic (v7, ustar, GNU and PAX tars)."""
+    if len(head) < 512 or not head[:512].strip(b"\x00"):
+        return False
+    block = head[:512]
+    field = block[148:156]
+    try:
+        if field[0] & 0x80:
+            stored = int.from_bytes(field[1:], "big")
+        else:
+            stored = int(field.split(b"\x00", 1)[0].strip() or b"0", 8)
+    except ValueError:
+        return False
+    rest = block[:148] + b" " * 8 + block[156:]
+    unsigned = sum(rest)
+    signed = sum(b - 256 if b > 127 else b for b in rest)
+    return stored in (unsigned, signed)
+
+
 def detect_extra(head: bytes) -> ExtraFormat | None:
-    """Formats that need more than a fixed magic: tar (ustar at 257), raw LZMA, zlib, ONNX."""
-    if len(head) >= 262 and head[257:262] == b"ustar":
+    """Formats that need more than a fixed magic: tar (by its header checksum), raw LZMA, zlib,
+    ONNX; and
+    LZ4 frames, which :func:`detect` leaves to the model scanner."""
+    if is_tar_header(head):
         return ExtraFormat.TAR
     if head.startswith(b"\x5d\x00\x00") and len(head) >= 13:
         return ExtraFormat.LZMA
@@ -111,6 +136,8 @@ def detect_extra(head: bytes) -> ExtraFormat | None:
         return ExtraFormat.ZLIB
     if head.startswith(b"ZF0x"):
         return ExtraFormat.JOBLIB_ZF
+    if head.startswith(b"\x04\x22\x4d\x18"):  # LZ4 frame (joblib compress="lz4")
+        return ExtraFormat.LZ4
     if len(head) >= 3 and head[0] == 0x08 and 1 <= head[1] <= 30 and head[2] in _ONNX_NEXT_TAGS:
         return ExtraFormat.ONNX
     return None

@@ -23,6 +23,11 @@ class ScanLimits:
     max_compression_ratio: float = 200.0
     max_nesting_depth: int = 3
     max_seconds: float = 120.0
+    # pickles: memo and stack grow by at most one entry per opcode, so max_pickle_opcodes
+    # bounds them; these bound what the loader builds from them
+    max_pickle_depth: int = 1_000  # values nested deeper than this (recursion in loaders)
+    max_pickle_expansion: int = 50_000_000  # values counted with shared references unfolded
+    max_allocation: int = 256 << 20  # bytes one declared length or call may allocate
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class ScanTarget:
 class ScanOptions:
     limits: ScanLimits = field(default_factory=ScanLimits)
     extra_safe_globals: frozenset[str] = frozenset()
+    pickle_profiles: tuple[str, ...] | None = None  # allowlist profiles in force; None: all
     second_opinion: bool = True  # also run picklescan on every pickle stream and merge its verdict
 
 

@@ -1,4 +1,4 @@
-"""Compressed streams (joblib's zlib/gzip/bz2/xz/lzma files and any other compressed blob).
+"""Compressed streams (joblib's zlib/gzip/bz2/xz/lzma/lz4 files and any other compressed blob).
 
 The content is decompressed on the fly through a bounded stream and scanned by content, with
 the total-bytes and ratio limits of the file's budget. A stream that fails to decompress is a
@@ -15,7 +15,7 @@ from typing import BinaryIO
 from custody.errors import LimitHit, PickleBreak
 from custody.validators.findings import Finding, Severity
 from custody.validators.models.context import Ctx
-from custody.validators.models.streams import buffered, inflater
+from custody.validators.models.streams import buffered, inflater, lz4_available
 
 Recurse = Callable[[BinaryIO, "int | None", Ctx], list[Finding]]
 
@@ -25,6 +25,7 @@ _KINDS = (
     (b"\xfd7zXZ\x00", "xz"),
     (b"\x5d\x00\x00", "lzma"),
     (b"ZF0x", "zfile"),
+    (b"\x04\x22\x4d\x18", "lz4"),
 )
 _ZFILE_HEADER = 2 + len(hex(2**64))
 
@@ -43,6 +44,15 @@ def scan_compressed(
     if kind == "zfile":  # joblib < 0.10: "ZF" + hex length, then a zlib stream
         stream.read(_ZFILE_HEADER)
         kind = "zlib"
+    if kind == "lz4" and not lz4_available():
+        return [
+            ctx.finding(
+                "compressed.uninspected",
+                Severity.HIGH,
+                "LZ4-compressed content (joblib compress='lz4'), and the lz4 package is not "
+                "installed: the content was not inspected",
+            )
+        ]
     inner = ctx.inside(f"{kind}-decompressed", nested=True)
     if inner.too_deep():
         return [

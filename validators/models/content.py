@@ -8,12 +8,13 @@ stream (a decompressor), which formats that need seeking first copy into bounded
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import Callable
 from typing import BinaryIO
 
 from custody.errors import LimitHit, PickleBreak
 from custody.validators.findings import Finding, Severity
-from custody.validators.formats import ExtraFormat, FileFormat, detect, detect_extra
+from custody.validators.formats import ExtraFormat, FileFormat, detect, detect_extra, is_tar_header
 from custody.validators.models import (
     archive_formats,
     compressed,
@@ -46,8 +47,14 @@ def peek(stream: BinaryIO, size: int | None, n: int = SNIFF_BYTES) -> bytes:
 
 
 def sniff(head: bytes) -> FileFormat | ExtraFormat:
+    """The format loaders would read: zip by its first local header, then a tar by its header
+    checksum (``torch.load``'s order), then the magic numbers and structures of the rest."""
     fmt = detect(head)
-    if fmt is FileFormat.SAFETENSORS or fmt is FileFormat.EMPTY:
+    if fmt is FileFormat.EMPTY or fmt is FileFormat.ZIP:
+        return fmt
+    if is_tar_header(head):
+        return ExtraFormat.TAR
+    if fmt is FileFormat.SAFETENSORS:
         return fmt
     extra = detect_extra(head)
     if extra is not None and fmt in (FileFormat.UNKNOWN, FileFormat.TEXT):
@@ -108,9 +115,30 @@ def _scan(stream: BinaryIO, size: int | None, ctx: Ctx) -> list[Finding]:
             ]
         stream, size = io.BytesIO(data), len(data)
     handler = _HANDLERS.get(fmt)
-    if handler is None:
-        return _unhandled(fmt, ctx)
-    return handler(stream, size, ctx, head)
+    findings = _unhandled(fmt, ctx) if handler is None else handler(stream, size, ctx, head)
+    if size is not None and fmt is not FileFormat.ZIP and not ctx.budget.exhausted:
+        findings.extend(_zip_behind(stream, size, ctx, fmt))
+    return findings
+
+
+def _zip_behind(
+    stream: BinaryIO, size: int, ctx: Ctx, fmt: FileFormat | ExtraFormat
+) -> list[Finding]:
+    """A zip archive after foreign bytes: zipfile (and so Keras, numpy's .npz reader) finds it
+    from its end and opens it; its members are scanned like any zip's."""
+    stream.seek(0)
+    if not zipfile.is_zipfile(stream):
+        return []
+    stream.seek(0)
+    return [
+        ctx.finding(
+            "zip.prefixed",
+            Severity.MEDIUM,
+            f"a zip archive follows {fmt} content: zipfile, Keras and numpy open it from its "
+            "end, torch.load does not; its members are scanned too",
+        ),
+        *zip_scan.scan_zip(stream, size, ctx, scan_content),
+    ]
 
 
 def _unhandled(fmt: FileFormat | ExtraFormat, ctx: Ctx) -> list[Finding]:
@@ -136,7 +164,15 @@ def _compressed(stream: BinaryIO, size: int | None, ctx: Ctx, head: bytes) -> li
 
 
 def _tar(stream: BinaryIO, size: int | None, ctx: Ctx, head: bytes) -> list[Finding]:
-    return archive_formats.scan_tar(stream, size, ctx, scan_content)
+    findings = archive_formats.scan_tar(stream, size, ctx, scan_content)
+    if size is not None and head[:1] == b"\x80" and 2 <= head[1] <= 5:  # also a pickle
+        stream.seek(0)
+        findings.append(ctx.finding(
+            "format.polyglot", Severity.MEDIUM,
+            "content is both a tar archive (torch.load reads it so) and a pickle (pickle.load "
+            "reads it so): both are scanned"))
+        findings.extend(pickle_file.scan_pickle_content(stream, size, ctx, head))
+    return findings
 
 
 _NEEDS_SEEK = frozenset(
@@ -153,6 +189,7 @@ _HANDLERS: dict[FileFormat | ExtraFormat, Handler] = {
     ExtraFormat.LZMA: _compressed,
     ExtraFormat.ZLIB: _compressed,
     ExtraFormat.JOBLIB_ZF: _compressed,
+    ExtraFormat.LZ4: _compressed,
     ExtraFormat.TAR: _tar,
     FileFormat.SEVEN_ZIP: archive_formats.scan_7z,
     FileFormat.HDF5: keras_config.scan_hdf5,

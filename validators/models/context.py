@@ -68,6 +68,14 @@ class Budget:
 
 
 @dataclass
+class TorchRefs:
+    """What a torch checkpoint's main pickle says about its storages (see ``torch_checks``)."""
+
+    persistent_ids: list[object] = field(default_factory=list)
+    rebuilds: list[object] = field(default_factory=list)  # calls of the tensor rebuild functions
+
+
+@dataclass
 class Ctx:
     """Where a scan is: the file, the container path inside it, and the nesting depth."""
 
@@ -78,6 +86,7 @@ class Ctx:
     where: tuple[str, ...] = field(default_factory=tuple)
     folder: Path | None = None  # the folder of a top-level file (for relative references)
     torchscript: bool = False  # inside a TorchScript archive (read by torch.jit's unpickler)
+    torch_refs: TorchRefs | None = None  # collects storage references of a checkpoint's pickle
 
     @classmethod
     def root(cls, options: ScanOptions, relpath: str, folder: Path | None = None) -> Ctx:
@@ -89,7 +98,7 @@ class Ctx:
         depth = self.depth + 1 if nested else self.depth
         return Ctx(
             self.options, self.relpath, self.budget, depth, (*self.where, label), None,
-            self.torchscript,
+            self.torchscript, self.torch_refs,
         )  # fmt: skip
 
     def too_deep(self) -> bool:

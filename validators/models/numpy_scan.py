@@ -2,7 +2,9 @@
 
 An object-dtype array is stored as a pickle right after the header; ``numpy.load`` runs it when
 ``allow_pickle=True``. That pickle is scanned like any other. Plain arrays are checked for a data
-size that matches the header, without reading the data.
+size that matches the header, without reading the data when the file can seek; inside a
+compressed stream (``np.savez_compressed``) the data is decompressed and counted, so that the
+decompression limits apply to it.
 """
 
 from __future__ import annotations
@@ -52,6 +54,15 @@ def _has_object(descr: object) -> bool:
     return "'O" in text or "'|O" in text or "<O" in text
 
 
+def _drain(stream: BinaryIO) -> int:
+    """Read a forward-only (decompressed) stream to its end, counting: the decompression
+    budget and ratio limits see every byte (a deflate bomb inside an .npz stops here)."""
+    total = 0
+    while chunk := stream.read(1 << 20):
+        total += len(chunk)
+    return total
+
+
 def scan_npy(stream: BinaryIO, size: int | None, ctx: Ctx, head: bytes = b"") -> list[Finding]:
     prefix = stream.read(8)
     if len(prefix) < 8 or not prefix.startswith(b"\x93NUMPY"):
@@ -84,10 +95,20 @@ def scan_npy(stream: BinaryIO, size: int | None, ctx: Ctx, head: bytes = b"") ->
     if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
         return _malformed(ctx, f"shape {shape!r} is not a tuple of sizes")
     itemsize = _itemsize(descr)
-    if itemsize is None or size is None:
+    if itemsize is None:
         return []
     expected = math.prod(shape) * itemsize
-    available = size - stream.tell()
+    available = size - stream.tell() if size is not None else _drain(stream)
+    limit = ctx.options.limits.max_allocation
+    if available < expected and expected > limit:
+        return [
+            ctx.finding(
+                "limit.allocation",
+                Severity.HIGH,
+                f"header announces {expected} data bytes (numpy.load allocates them first) but "
+                f"{available} follow: an allocation bomb above the {limit}-byte limit",
+            )
+        ]
     if available != expected:
         return [
             ctx.finding(

@@ -29,6 +29,7 @@ from custody.validators.models.context import Budget
 from custody.validators.models.opcodes import BY_CODE, INLINE_BYTES
 from custody.validators.models.pickle_values import (
     CHECK_EVERY,
+    SHAREABLE,
     DictV,
     GlobalRef,
     Obj,
@@ -76,6 +77,7 @@ def run_seekable(m: PickleMachine) -> PickleResult:  # noqa: PLR0915 - one loop,
     lim = -1  # while i <= lim, the opcode and the _AHEAD bytes after it are in buf
     synced = True  # the stream is where the machine's own reader expects it
     ops, check_at = 0, CHECK_EVERY
+    shared = nested = 0  # see PickleResult: added to the machine's own counts at the end
     collecting = gc.isenabled()
     gc.disable()  # see the module docstring
     try:
@@ -101,6 +103,7 @@ def run_seekable(m: PickleMachine) -> PickleResult:  # noqa: PLR0915 - one loop,
                 check_at += CHECK_EVERY
                 if _VALID[code & 0xFF]:
                     budget.add_opcodes(CHECK_EVERY)
+                    res.stack_peak = max(res.stack_peak, len(stack) + len(metastack))
             # Fixed-size arguments (at most 8 bytes) are in buf; longer ones are checked.
             if code == 0x72:  # LONG_BINPUT
                 if stack:
@@ -115,6 +118,8 @@ def run_seekable(m: PickleMachine) -> PickleResult:  # noqa: PLR0915 - one loop,
             elif code == 0x68:  # BINGET
                 value = memo.get(buf[i], _MISSING)
                 if value is not _MISSING:
+                    if type(value) in SHAREABLE:
+                        shared += 1
                     push(value)
                     i += 1
                     continue
@@ -144,12 +149,16 @@ def run_seekable(m: PickleMachine) -> PickleResult:  # noqa: PLR0915 - one loop,
             elif code == 0x74:  # TUPLE
                 if metastack:
                     items = tuple(stack)
+                    if items and type(items[-1]) is tuple:
+                        nested += 1
                     stack = metastack.pop()
                     push = stack.append
                     push(items)
                     continue
             elif code == 0x85:  # TUPLE1
                 if stack:
+                    if type(stack[-1]) is tuple:
+                        nested += 1
                     stack[-1] = (stack[-1],)
                     continue
             elif code == 0x52:  # REDUCE
@@ -180,11 +189,15 @@ def run_seekable(m: PickleMachine) -> PickleResult:  # noqa: PLR0915 - one loop,
             elif code == 0x86:  # TUPLE2
                 if len(stack) >= 2:
                     second = stack.pop()
+                    if type(second) is tuple:
+                        nested += 1
                     stack[-1] = (stack[-1], second)
                     continue
             elif code == 0x87:  # TUPLE3
                 if len(stack) >= 3:
                     third = stack.pop()
+                    if type(third) is tuple:
+                        nested += 1
                     second = stack.pop()
                     stack[-1] = (stack[-1], second, third)
                     continue
@@ -195,6 +208,8 @@ def run_seekable(m: PickleMachine) -> PickleResult:  # noqa: PLR0915 - one loop,
             elif code == 0x6A:  # LONG_BINGET
                 value = memo.get(_U4(buf, i)[0], _MISSING)
                 if value is not _MISSING:
+                    if type(value) in SHAREABLE:
+                        shared += 1
                     push(value)
                     i += 4
                     continue
@@ -306,6 +321,8 @@ def run_seekable(m: PickleMachine) -> PickleResult:  # noqa: PLR0915 - one loop,
                     stack.pop()
                     continue
             elif code == 0x32 and stack:  # DUP
+                if type(stack[-1]) in SHAREABLE:
+                    shared += 1
                 push(stack[-1])
                 continue
             # Everything else, and every case that could fail: the machine's own step.
@@ -339,5 +356,7 @@ def run_seekable(m: PickleMachine) -> PickleResult:  # noqa: PLR0915 - one loop,
             seek(base + i)
         budget.add_opcodes(ops % CHECK_EVERY)
         res.ops = ops
+        res.shared += shared
+        res.nested += nested
         res.end = stream.tell()
     return res

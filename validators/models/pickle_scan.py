@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 from custody.errors import LimitHit, PickleBreak
 from custody.validators.findings import Finding, Severity
+from custody.validators.models import pickle_judge, pickle_shape
 from custody.validators.models.allowlist import is_torchscript_allowed
 from custody.validators.models.context import Ctx
 from custody.validators.models.inline_data import (
@@ -50,6 +51,10 @@ _LOADERS = frozenset(
 # every name part of a loader's qualified name, however it is split into module and name
 _LOADER_NAMES = frozenset(q[i + 1 :] for q in _LOADERS for i, c in enumerate(q) if c == ".")
 _MAX_NESTED_BYTES = 64 << 20
+_TORCH_REBUILDS = frozenset(
+    f"torch._utils.{n}"
+    for n in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_qtensor")
+)
 
 
 @dataclass
@@ -126,6 +131,13 @@ class _StreamScanner:
             return result
         self.out.segments.append(result)
         self._judge(result, index)
+        refs = self.ctx.torch_refs
+        if refs is not None:
+            refs.persistent_ids.extend(result.persistent_ids)
+            refs.rebuilds.extend(
+                c for c in result.calls
+                if isinstance(c.func, GlobalRef) and c.func.qualified in _TORCH_REBUILDS
+            )
         return result
 
     # -- joblib arrays inline -------------------------------------------------------------
@@ -192,19 +204,16 @@ class _StreamScanner:
             self._judge_tolerant(result, where)
             return
         add = self.out.findings.append
-        seen: set[tuple[str, str]] = set()
-        for ref in result.globals:
-            if (ref.module, ref.name) in seen or ref.module.startswith("<"):
-                continue
-            seen.add((ref.module, ref.name))
-            if self.ctx.torchscript and is_torchscript_allowed(ref.module, ref.name):
-                continue
-            severity, reason = classify_global(
-                ref.module, ref.name, self.ctx.options.extra_safe_globals
-            )
-            if severity is None:
-                continue
-            add(self._global_finding(result, ref, severity, reason, where))
+        skip = frozenset(
+            g.qualified for g in result.globals
+            if self.ctx.torchscript and is_torchscript_allowed(g.module, g.name)
+        )
+        broke_idle = result.error is not None and not pickle_judge.executed_before_break(result)
+        for verdict in pickle_judge.judge_globals(result, self.ctx.options, skip):
+            if broke_idle and verdict.severity < Severity.CRITICAL:
+                continue  # looked up, never called: the unpickler stops before using it
+            add(self._global_finding(result, verdict.ref, verdict.severity, verdict.reason, where))
+        self._resources(result, where)
         for anomaly in result.anomalies:
             add(
                 self.ctx.finding(
@@ -215,11 +224,43 @@ class _StreamScanner:
             add(self._break_finding(result, index, where))
         self._nested(result, where)
 
+    def _resources(self, result: PickleResult, where: str) -> None:
+        limits = self.ctx.options.limits
+        add = self.out.findings.append
+        for bomb in pickle_judge.allocations(result, limits.max_allocation):
+            add(self.ctx.finding(
+                "limit.allocation", Severity.HIGH,
+                f"{bomb.what} makes the loader allocate {bomb.nbytes} bytes or more (limit "
+                f"{limits.max_allocation}): an allocation bomb", at=_at(where, bomb.pos)))
+        declared = pickle_judge.declared_length_bomb(result, limits.max_allocation)
+        if declared is not None:
+            add(self.ctx.finding(
+                "limit.allocation", Severity.HIGH,
+                f"a byte string declares {declared} bytes that the stream does not hold; the "
+                "unpickler asks its file for all of them at once (an allocation bomb)",
+                at=_at(where, result.error.pos if result.error else 0)))
+        if not result.stopped or not pickle_shape.needs_walk(result, limits):
+            return
+        shape = pickle_shape.measure([result.root], limits, self.ctx.budget)
+        if shape.expansion > limits.max_pickle_expansion:
+            add(self.ctx.finding(
+                "limit.expansion", Severity.HIGH,
+                f"shared references unfold to more than {limits.max_pickle_expansion} values "
+                "(a memo-expansion 'billion laughs' pickle): hashing, printing or copying the "
+                "loaded object does not finish", at=where))
+        if shape.depth > limits.max_pickle_depth:
+            add(self.ctx.finding(
+                "limit.pickle_depth", Severity.HIGH,
+                f"values nested more than {limits.max_pickle_depth} deep: hashing or walking "
+                "the loaded object overflows the stack", at=where))
+
     def _judge_tolerant(self, result: PickleResult, where: str) -> None:
         if result.error is not None:
             return
         for ref in result.globals:
-            severity, reason = classify_global(ref.module, ref.name)
+            severity, reason = classify_global(
+                ref.module, ref.name, profiles=self.ctx.options.pickle_profiles
+            )
             if severity is Severity.CRITICAL:
                 self.out.findings.append(self._global_finding(result, ref, severity, reason, where))
 
@@ -245,10 +286,11 @@ class _StreamScanner:
     def _break_finding(self, result: PickleResult, index: int, where: str) -> Finding:
         error = result.error
         assert error is not None  # noqa: S101 - checked by the caller
-        if index <= 1 or result.globals or result.calls:
+        executed = pickle_judge.executed_before_break(result)
+        if executed:
             severity = Severity.HIGH
-        elif result.proto is not None:
-            severity = Severity.MEDIUM
+        elif index <= 1 or result.globals or result.proto is not None:
+            severity = Severity.LOW  # an unpickler rejects it before calling anything
         else:
             return self.ctx.finding(
                 "pickle.trailing_data",
@@ -261,8 +303,13 @@ class _StreamScanner:
         return self.ctx.finding(
             "pickle.malformed",
             severity,
-            f"pickle breaks after {result.ops} opcodes ({error}); loaders act on what came "
-            "before the break" + (f", which imports {', '.join(imported[:5])}" if imported else ""),
+            f"pickle breaks after {result.ops} opcodes ({error}); "
+            + ("loaders act on what came before the break, which calls "
+               + ", ".join(sorted({render(c.func) for c in result.calls})[:5])
+               if executed and result.calls else
+               "loaders act on what came before the break" if executed else
+               "an unpickler rejects it before calling anything")
+            + (f"; it looks up {', '.join(imported[:5])}" if imported else ""),
             at=_at(where, error.pos),
             evidence={"opcodes_before_break": result.ops, "imports": imported[:20]},
         )

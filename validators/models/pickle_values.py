@@ -78,6 +78,15 @@ class PickleResult:
     calls: list[Obj] = field(default_factory=list)
     persistent_ids: list[object] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
+    # what the loader's object graph may cost (see pickle_shape): containers fetched again
+    # from the memo or DUP'd (shared references), tuples wrapped in tuples, and the stack and
+    # MARK depth seen at the budget checks
+    shared: int = 0
+    nested: int = 0
+    stack_peak: int = 0
+
+
+SHAREABLE = frozenset({tuple, list, DictV, SetV, Obj})
 
 
 def detached(exc: PickleBreak) -> PickleBreak:

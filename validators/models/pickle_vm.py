@@ -21,6 +21,7 @@ from custody.validators.models.opcodes import BY_CODE, Arg, read_arg
 from custody.validators.models.pickle_fast import run_seekable
 from custody.validators.models.pickle_values import (
     CHECK_EVERY,
+    SHAREABLE,
     Anomaly,
     DictV,
     GlobalRef,
@@ -85,6 +86,7 @@ class PickleMachine:
                 ops += 1
                 if ops % CHECK_EVERY == 0:
                     self.budget.add_opcodes(CHECK_EVERY)
+                    res.stack_peak = max(res.stack_peak, len(self.stack) + len(self.metastack))
                 name, kind, handler = entry
                 arg = None if kind is Arg.NONE else read_arg(kind, stream, stream.tell() - 1, size)
                 try:
@@ -151,7 +153,10 @@ class PickleMachine:
         self._pop_mark()
 
     def op_DUP(self, _: object) -> None:
-        self.stack.append(self.stack[-1])
+        top = self.stack[-1]
+        if type(top) in SHAREABLE:
+            self.result.shared += 1
+        self.stack.append(top)
 
     def _const(self, arg: object) -> None:
         self.stack.append(arg)
@@ -306,21 +311,29 @@ class PickleMachine:
 
     def op_TUPLE(self, _: object) -> None:
         items = tuple(self._pop_mark())
+        if items and type(items[-1]) is tuple:
+            self.result.nested += 1
         self.stack.append(items)
 
     def op_EMPTY_TUPLE(self, _: object) -> None:
         self.stack.append(())
 
     def op_TUPLE1(self, _: object) -> None:
+        if type(self.stack[-1]) is tuple:
+            self.result.nested += 1
         self.stack[-1] = (self.stack[-1],)
 
     def op_TUPLE2(self, _: object) -> None:
         b = self.stack.pop()
+        if type(b) is tuple:
+            self.result.nested += 1
         self.stack[-1] = (self.stack[-1], b)
 
     def op_TUPLE3(self, _: object) -> None:
         c = self.stack.pop()
         b = self.stack.pop()
+        if type(c) is tuple:
+            self.result.nested += 1
         self.stack[-1] = (self.stack[-1], b, c)
 
     def op_EMPTY_SET(self, _: object) -> None:
@@ -334,7 +347,10 @@ class PickleMachine:
         arg = cast(int, arg)
         if arg not in self.memo:
             raise PickleBreak(f"memo key {arg} was never stored", self.stream.tell())
-        self.stack.append(self.memo[arg])
+        value = self.memo[arg]
+        if type(value) in SHAREABLE:
+            self.result.shared += 1
+        self.stack.append(value)
 
     op_GET = op_BINGET = op_LONG_BINGET = _get
 

@@ -1,9 +1,10 @@
 """Which pickle globals are safe to import, which are dangerous, and why.
 
-Default-deny: a global on the reviewed allowlist (``allowlist.py``) is clean; one from a
-known-dangerous module (or any submodule or private alias of one), a dangerous builtin, or an
-attribute chain through dunders (``x.__globals__``) is critical; everything else is medium ("not
-on the allowlist"). Users extend the allowlist with ``ScanOptions.extra_safe_globals``.
+Default-deny: a global on the reviewed allowlist (the profiles of ``allowlist.py``) is clean;
+one from a known-dangerous module (or any submodule or private alias of one), a dangerous
+builtin, or an attribute chain through dunders (``x.__globals__``) is critical; everything else
+is medium ("not on the allowlist"). Users choose profiles (``ScanOptions.pickle_profiles``) and
+add single names (``ScanOptions.extra_safe_globals``).
 
 Python 2 names are judged after the same renaming the unpickler applies (``__builtin__`` →
 ``builtins``, ``commands`` → ``subprocess``, ``cPickle`` → ``pickle``), and before it.
@@ -287,14 +288,16 @@ def _python2_rename(module: str, name: str) -> tuple[str, str]:
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
-def _judge_one(module: str, name: str, extra_safe: frozenset[str]) -> tuple[Severity | None, str]:
+def _judge_one(
+    module: str, name: str, extra_safe: frozenset[str], profiles: tuple[str, ...] | None
+) -> tuple[Severity | None, str]:
     qualified = f"{module}.{name}"
     parts = name.split(".")
     if any(p in _DUNDER_TRAVERSAL for p in parts[1:]) or (
         len(parts) > 1 and parts[0] in _DUNDER_TRAVERSAL
     ):
         return Severity.CRITICAL, f"{qualified} walks interpreter internals through dunders"
-    if qualified in extra_safe or is_allowlisted(module, name):
+    if qualified in extra_safe or is_allowlisted(module, name, profiles):
         return None, ""
     if module == "builtins" and parts[0] in _DANGEROUS_BUILTINS:
         return Severity.CRITICAL, f"builtins.{name} can run arbitrary code or reach the system"
@@ -310,14 +313,21 @@ def _judge_one(module: str, name: str, extra_safe: frozenset[str]) -> tuple[Seve
 
 
 def classify_global(
-    module: str, name: str, extra_safe: frozenset[str] = frozenset()
+    module: str,
+    name: str,
+    extra_safe: frozenset[str] = frozenset(),
+    profiles: tuple[str, ...] | None = None,
 ) -> tuple[Severity | None, str]:
-    """Return ``(None, "")`` for a safe global, else the severity and a reason."""
-    raw = _judge_one(module, name, extra_safe)
+    """Return ``(None, "")`` for a safe global, else the severity and a reason.
+
+    ``profiles`` are the allowlist profiles in force (None: all of them); ``extra_safe`` are
+    the qualified names a policy adds (``[pickle] allow_globals``).
+    """
+    raw = _judge_one(module, name, extra_safe, profiles)
     renamed_module, renamed_name = _python2_rename(module, name)
     if (renamed_module, renamed_name) == (module, name):
         return raw
-    renamed = _judge_one(renamed_module, renamed_name, extra_safe)
+    renamed = _judge_one(renamed_module, renamed_name, extra_safe, profiles)
     if raw[0] is Severity.CRITICAL:
         return raw
     return renamed

@@ -1,9 +1,12 @@
 """picklescan as a second opinion on every pickle stream Custody has already analysed.
 
 Its dangerous globals are merged into the report when Custody did not already call them
-critical. picklescan failing is not a pass for Custody (its own verdict stands) and never
-crashes the scan. Only the byte ranges of the pickles Custody found are handed over, so the cost
-follows the pickle streams, not the tensor data between them.
+critical. It never vetoes the reviewed allowlist: a global that a curated profile admits (and
+that Custody judged safe) is reported as ``picklescan.disagrees`` at info, with both views; a
+global admitted only by the user's ``allow_globals`` still counts (high). picklescan failing is
+not a pass for Custody (its own verdict stands) and never crashes the scan. Only the byte
+ranges of the pickles Custody found are handed over, so the cost follows the pickle streams,
+not the tensor data between them.
 
 picklescan keeps every opcode of a pickle in a list (about 1.3 us and 120 bytes per opcode), so
 a pickle longer than the caller's bound (a checkpoint with 100,000 tensors has 3 million
@@ -16,7 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from custody.validators.findings import Finding, Severity
 from custody.validators.models.context import Ctx
@@ -58,8 +61,14 @@ def globals_pickle(pairs: Iterable[tuple[str, str]]) -> bytes:
     return b"".join(parts)
 
 
-def merge(data: bytes, ctx: Ctx, ours: list[Finding], at: str) -> list[Finding]:
-    """Findings for what picklescan flags in ``data`` that our findings do not already cover."""
+def merge(
+    data: bytes, ctx: Ctx, ours: list[Finding], at: str, admitted: Mapping[str, str] | None = None
+) -> list[Finding]:
+    """Findings for what picklescan flags in ``data`` that our findings do not already cover.
+
+    ``admitted`` maps the globals a curated profile admits to Custody's reason.
+    """
+    admitted = admitted or {}
     pairs = _picklescan_dangerous(data)
     if not pairs:
         return []
@@ -72,6 +81,19 @@ def merge(data: bytes, ctx: Ctx, ours: list[Finding], at: str) -> list[Finding]:
             continue
         if "unknown" in (module, name) and not unresolved:
             continue  # picklescan could not resolve a name that Custody resolved and judged
+        why = admitted.get(qualified)
+        if why is not None:
+            out.append(
+                ctx.finding(
+                    "picklescan.disagrees",
+                    Severity.INFO,
+                    f"picklescan (second opinion) calls {qualified} dangerous; Custody's "
+                    f"reviewed allowlist admits it ({why.split(':')[0]})",
+                    at=at,
+                    evidence={"global": qualified, "picklescan": "dangerous", "custody": why},
+                )
+            )
+            continue
         out.append(
             ctx.finding(
                 "picklescan.dangerous",

@@ -177,7 +177,8 @@ def buffered(raw: io.RawIOBase) -> io.BufferedReader:
 
 
 def inflater(kind: str, source: BinaryIO, budget: Budget, max_input: int | None = None) -> Inflater:
-    """A decompressing stream for ``kind``: deflate (raw), zlib, gzip, bz2, xz, lzma-alone."""
+    """A decompressing stream for ``kind``: deflate (raw), zlib, gzip, bz2, xz, lzma-alone, lz4
+    (frames, through the ``lz4`` package: see :func:`lz4_available`)."""
     factories: dict[str, Callable[[], _Decompressor]] = {
         "deflate": lambda: zlib.decompressobj(-15),
         "zlib": lambda: zlib.decompressobj(15),
@@ -186,9 +187,25 @@ def inflater(kind: str, source: BinaryIO, budget: Budget, max_input: int | None 
         "xz": lambda: _MaxLenWrapper(lzma.LZMADecompressor(lzma.FORMAT_XZ)),
         "lzma": lambda: _MaxLenWrapper(lzma.LZMADecompressor(lzma.FORMAT_ALONE)),
     }
+    if kind == "lz4":
+        factories["lz4"] = _lz4_factory()
     make = factories[kind]
-    restart = make if kind in ("gzip", "bz2", "xz") else None
+    restart = make if kind in ("gzip", "bz2", "xz", "lz4") else None
     return Inflater(source, make(), budget, max_input=max_input, restart=restart)
+
+
+def lz4_available() -> bool:
+    try:
+        import lz4.frame  # type: ignore[import-untyped]  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _lz4_factory() -> Callable[[], _Decompressor]:
+    import lz4.frame
+
+    return lz4.frame.LZ4FrameDecompressor  # type: ignore[no-any-return]
 
 
 def zip_lzma(source: BinaryIO, budget: Budget, max_input: int) -> Inflater:

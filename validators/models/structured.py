@@ -52,8 +52,12 @@ def scan_safetensors(
 ) -> list[Finding]:
     assert size is not None  # noqa: S101 - the dispatcher gives this format a seekable stream
     header_len = int.from_bytes(stream.read(8), "little")
-    if header_len > _MAX_HEADER or 8 + header_len > size:
-        return [_st(ctx, f"header length {header_len} runs past the file", Severity.HIGH)]
+    if 8 + header_len > size:
+        return [_st(ctx, f"header length {header_len} runs past the {size}-byte file: loaders "
+                    "allocate what it declares (an allocation bomb)", Severity.HIGH)]
+    if header_len > _MAX_HEADER:
+        return [_st(ctx, f"header length {header_len} is above the {_MAX_HEADER}-byte limit of "
+                    "safetensors loaders", Severity.HIGH)]
     raw = stream.read(header_len)
     duplicates: list[str] = []
 

@@ -19,8 +19,8 @@ from zipfile import ZIP_STORED
 
 from custody.errors import LimitHit, ZipBroken
 from custody.validators.findings import Finding, Severity
-from custody.validators.models import keras_config
-from custody.validators.models.context import Ctx
+from custody.validators.models import keras_config, torch_checks, torchscript_code
+from custody.validators.models.context import Ctx, TorchRefs
 from custody.validators.models.pickle_scan import scan_pickle_stream
 from custody.validators.models.zip_reader import (
     Member,
@@ -35,6 +35,7 @@ Recurse = Callable[[BinaryIO, "int | None", Ctx], list[Finding]]
 
 _STORAGE = re.compile(r"^(?:[^/]+/)?(?:data|constants)/\d+$")
 _TORCHSCRIPT = re.compile(r"^(?:[^/]+/)?code/.+\.py$")
+_MAIN_PICKLE = re.compile(r"^((?:[^/]+/)?)data\.pkl$")
 _MAX_CONFIG = 16 << 20
 _MAX_CRC_CHECK = 64 << 20
 
@@ -63,7 +64,7 @@ def scan_zip(stream: BinaryIO, size: int, ctx: Ctx, recurse: Recurse) -> list[Fi
                 "torch.torchscript",
                 Severity.INFO,
                 "TorchScript archive: torch.jit.load compiles and runs the code/ members "
-                "(TorchScript, not Python); load it only with the same trust as code",
+                "(TorchScript, not Python); their calls are judged below (torchscript.code)",
             )
         )
     fd = file_descriptor(stream)
@@ -75,8 +76,16 @@ def scan_zip(stream: BinaryIO, size: int, ctx: Ctx, recurse: Recurse) -> list[Fi
             name = member.name
             if name.endswith("/"):
                 continue
+            main = _MAIN_PICKLE.match(name)
             if member.compress_type == ZIP_STORED and _STORAGE.match(name):
                 findings.extend(_scan_storage(stream, fd, member, ctx))
+            elif main is not None:
+                refs = TorchRefs()
+                findings.extend(
+                    _scan_member(stream, member, dataclasses.replace(ctx, torch_refs=refs), recurse)
+                )
+                sizes = {m.name: m.file_size for m in members}
+                findings.extend(torch_checks.check_checkpoint(refs, main.group(1), sizes, ctx))
             else:
                 findings.extend(_scan_member(stream, member, ctx, recurse))
         findings.extend(_keras(stream, members, ctx))
@@ -134,7 +143,15 @@ def _scan_member(stream: BinaryIO, member: Member, ctx: Ctx, recurse: Recurse) -
                 scan_pickle_stream(opened.stream, inner, opened.size, tolerant=True).findings
             )
         return findings
-    findings.extend(recurse(opened.stream, opened.size, inner))
+    if ctx.torchscript and _TORCHSCRIPT.match(member.name):
+        data = opened.stream.read(_MAX_CONFIG + 1)
+        if len(data) > _MAX_CONFIG:
+            findings.append(inner.finding(
+                "limit.memory", Severity.HIGH, "TorchScript code member too large to inspect"))
+        else:
+            findings.extend(torchscript_code.scan_code(data.decode("utf-8", "replace"), inner))
+    else:
+        findings.extend(recurse(opened.stream, opened.size, inner))
     if member.file_size <= _MAX_CRC_CHECK:
         opened.stream.read()  # the rest of a small member, so that the CRC covers all of it
     problem = crc_problem(member, opened)
