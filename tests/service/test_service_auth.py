@@ -27,6 +27,7 @@ ENDPOINTS: list[tuple[str, str, Any, str | None]] = [
     ("GET", "/v1/lineage/m@1", None, "reader"),
     ("GET", "/v1/lineage/m@1?format=cyclonedx", None, "reader"),
     ("GET", "/v1/checkpoint", None, "reader"),
+    ("POST", "/v1/checkpoint/cosignatures", {"checkpoint": "x", "cosignatures": []}, "publisher"),
     ("GET", "/v1/proofs/inclusion/0", None, "reader"),
     ("GET", "/v1/proofs/consistency?from=0&to=1", None, "reader"),
     ("POST", "/v1/admission/kubernetes", REVIEW, "reader"),
