@@ -146,12 +146,14 @@ def remember_delivery(engine: Engine, delivery_id: str, sent_at: int, *, window:
             conn.execute(delete(_DELIVERIES).where(_DELIVERIES.c.source == SOURCE,
                                                    _DELIVERIES.c.sent_at < clock - window))
             insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+            # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING
             added = conn.execute(insert(_DELIVERIES).values(values).on_conflict_do_nothing(
-                index_elements=["source", "delivery_id"])).rowcount
+                index_elements=["source", "delivery_id"]).returning(
+                    _DELIVERIES.c.delivery_id)).first() is not None
     except (DBAPIError, SQLAlchemyError) as exc:
         raise LedgerError(f"cannot record the webhook delivery: {type(exc).__name__}",
                           hint=_MIGRATE) from None
-    if added != 1:
+    if not added:
         raise VerificationError(
             f"MLflow delivery {delivery_id} was already accepted: a replay", rule="mlflow.replayed",
             subject=delivery_id,

@@ -165,9 +165,9 @@ def test_alias_moved_by_hand_to_unverified_bytes_is_taken_away(stack: Stack) -> 
                                           version=version, alias=ALIAS))
     assert verdict["verdict"] == "refused" and verdict["alias_removed"] is True, verdict
     assert stack.mlflow.alias(MODEL, ALIAS) is None
+    deliveries = len(stack.relay.deliveries)
     stack.mlflow.call("POST", "registered-models/alias",
                       json={"name": MODEL, "alias": ALIAS, "version": honest_version})
-    deliveries = len(stack.relay.deliveries)
     kept = answer(stack.relay.wait_for("model_version_alias", "created", name=MODEL,
                                        version=honest_version, alias=ALIAS,
                                        after=deliveries))
@@ -221,3 +221,61 @@ def test_artifacts_on_the_mlflow_hosts_disk_are_not_read(tmp_path: Path) -> None
     for uri in ("/etc", "file:///etc", "mlflow-artifacts://other-host:5000/0/x"):
         with pytest.raises(ArtifactError):
             gate.download_version(rest, uri, tmp_path / "x")
+
+
+def signed(body: bytes, delivery: str, stamp: int, secret: str = SECRET) -> dict[str, str]:
+    """The headers MLflow sends with ``body`` (mlflow.webhooks.delivery's HMAC scheme)."""
+    import base64
+    import hashlib
+    import hmac
+
+    mac = hmac.new(secret.encode(), f"{delivery}.{stamp}.{body.decode()}".encode(),
+                   hashlib.sha256).digest()
+    return {"Content-Type": "application/json", "X-MLflow-Delivery-Id": delivery,
+            "X-MLflow-Timestamp": str(stamp),
+            "X-MLflow-Signature": "v1," + base64.b64encode(mac).decode()}
+
+
+def test_a_delivery_that_failed_is_not_refused_as_a_replay_when_retried(stack: Stack) -> None:
+    """MLflow retries a delivery answered with an error under the same id: the retry is handled
+    again, not refused as a replay (here: a version MLflow does not have, 404 both times)."""
+    import time
+    import uuid
+
+    body = json.dumps({"entity": "model_version", "action": "created",
+                       "timestamp": "2026-12-01T00:00:00+00:00",
+                       "data": {"name": MODEL, "version": "999", "source": "models:/m-1",
+                                "run_id": "r", "tags": {}, "description": None}}).encode()
+    headers = signed(body, str(uuid.uuid4()), int(time.time()))
+    for _ in range(2):
+        r = httpx.post(stack.custody + "/v1/hooks/mlflow", content=body, headers=headers,
+                       timeout=60)
+        assert r.status_code == 404 and "MLflow has no" in r.json()["message"], r.text
+    assert stack.mlflow.alias(MODEL, ALIAS) is not None
+
+
+def test_the_replay_window_on_both_backends(ws) -> None:  # type: ignore[no-untyped-def]
+    """The delivery ids kept in the ledger database (SQLite and PostgreSQL): a second delivery
+    of one id is refused, rows older than the window are dropped as others arrive, and a
+    released delivery is accepted again."""
+    from sqlalchemy import create_engine
+
+    from custody.errors import VerificationError
+    from custody.provenance.integrations import mlflow as gate
+
+    engine = create_engine(ws.url)
+    try:
+        now = 1_800_000_000.0
+        gate.remember_delivery(engine, "d-1", int(now), window=300, now=now)
+        with pytest.raises(VerificationError) as refused:
+            gate.remember_delivery(engine, "d-1", int(now), window=300, now=now + 299)
+        assert refused.value.rule == "mlflow.replayed" and refused.value.subject == "d-1"
+        gate.remember_delivery(engine, "d-2", int(now), window=300, now=now + 10)
+        assert ws.sql("SELECT delivery_id FROM webhook_deliveries ORDER BY delivery_id") == [
+            ("d-1",), ("d-2",)]
+        gate.remember_delivery(engine, "d-3", int(now) + 400, window=300, now=now + 400)
+        assert ws.sql("SELECT delivery_id FROM webhook_deliveries") == [("d-3",)]
+        gate.forget_delivery(engine, "d-3")
+        gate.remember_delivery(engine, "d-3", int(now) + 400, window=300, now=now + 401)
+    finally:
+        engine.dispose()
