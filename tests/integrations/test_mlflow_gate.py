@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import secrets
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,3 +280,19 @@ def test_the_replay_window_on_both_backends(ws) -> None:  # type: ignore[no-unty
         gate.remember_delivery(engine, "d-3", int(now) + 400, window=300, now=now + 401)
     finally:
         engine.dispose()
+
+
+def test_without_the_mlflow_client_the_error_names_the_extra(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An s3:// artifact URI needs mlflow-skinny: where it is not installed (the import is made
+    to fail as it would), the error is an operational one naming custody[mlflow]."""
+    from custody.errors import LedgerError
+    from custody.provenance.integrations import mlflow as gate
+
+    for module in ("mlflow", "mlflow.artifacts", "mlflow.exceptions"):
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(LedgerError) as missing:
+        gate.download_version(gate.MlflowRest("http://127.0.0.1:9"), "s3://bucket/model",
+                              tmp_path / "x")
+    assert "custody[mlflow]" in (missing.value.hint or "")
+    assert not (tmp_path / "x").exists()
