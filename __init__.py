@@ -140,7 +140,8 @@ def scan_path(path: str | Path, *, threshold: Severity | str | None = None,
     options, level = ScanOptions(), Severity.MEDIUM
     if policy is not None:
         loaded = policy if isinstance(policy, Policy) else load_policy(Path(policy))
-        options, level = ScanOptions(extra_safe_globals=loaded.extra_safe_globals), \
+        options, level = ScanOptions(extra_safe_globals=loaded.extra_safe_globals,
+                                     pickle_profiles=loaded.pickle_profiles), \
             loaded.scan_threshold
     if threshold is not None:
         level = parse_threshold(threshold) if isinstance(threshold, str) else threshold

@@ -255,7 +255,8 @@ def scan(
 
         policy = load_policy(policy_file)
         limit = parse_threshold(threshold) if threshold else policy.scan_threshold
-        options = ScanOptions(extra_safe_globals=policy.extra_safe_globals)
+        options = ScanOptions(extra_safe_globals=policy.extra_safe_globals,
+                              pickle_profiles=policy.pickle_profiles)
 
     def finish(report: ScanReport, table: Path, shown: str) -> None:
         """Dataset checks, SARIF and the report (``table``: the bytes that were read)."""

@@ -93,7 +93,9 @@ class Workspace:
             return ScanOptions()
         from custody.provenance.policy.file import load_policy
 
-        return ScanOptions(extra_safe_globals=load_policy(path).extra_safe_globals)
+        policy = load_policy(path)
+        return ScanOptions(extra_safe_globals=policy.extra_safe_globals,
+                           pickle_profiles=policy.pickle_profiles)
 
     def open_ledger(self, *, append: bool = False) -> Ledger:
         from custody.provenance.ledger.store import Ledger

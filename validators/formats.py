@@ -78,6 +78,11 @@ def _protocol0_plausible(head: bytes) -> bool:
     return head[:1] in (b"(", b"]", b"}", b")") and len(head) < HEAD_BYTES and head.endswith(b".")
 
 
+def is_text(head: bytes) -> bool:
+    """UTF-8 without NUL bytes (a multi-byte character may be cut at the end of ``head``)."""
+    return _is_text(head)
+
+
 def _is_text(head: bytes) -> bool:
     try:
         head.decode("utf-8")

@@ -91,6 +91,7 @@ class Policy:
     require_baseline: bool = False
     expectation_suites: tuple[Path, ...] = ()
     extra_safe_globals: frozenset[str] = field(default_factory=frozenset)
+    pickle_profiles: tuple[str, ...] | None = None  # [pickle] profiles; None: all of them
     max_age_days: int | None = None
     witness: WitnessPolicy | None = None  # require cosigned checkpoints ([witness])
     source: str = "command line"

@@ -82,7 +82,7 @@ def parse_policy(data: dict[str, Any], path: Path) -> Policy:
     lineage = ctx.table(data.get("lineage", {}), "lineage", {"max_depth", "require_trained_on"})
     datasets = ctx.table(data.get("datasets", {}), "datasets",
                          {"require_baseline", "expectation_suites"})
-    pickle = ctx.table(data.get("pickle", {}), "pickle", {"allow_globals"})
+    pickle = ctx.table(data.get("pickle", {}), "pickle", {"allow_globals", "profiles"})
     artifacts = ctx.table(data.get("artifacts", {}), "artifacts", {"max_age_days"})
     thresholds = ctx.table(scan.get("thresholds", {}), "scan.thresholds", set(_KINDS))
     if not rules:
@@ -102,11 +102,24 @@ def parse_policy(data: dict[str, Any], path: Path) -> Policy:
             datasets.get("expectation_suites", []), "datasets.expectation_suites")),
         extra_safe_globals=frozenset(ctx.strings(pickle.get("allow_globals", []),
                                                  "pickle.allow_globals")),
+        pickle_profiles=_profiles(ctx, pickle),
         max_age_days=_optional_int(ctx, "artifacts.max_age_days",
                                    artifacts.get("max_age_days")),
         witness=_witness(ctx, data["witness"]) if "witness" in data else None,
         source=str(path),
     )
+
+
+def _profiles(ctx: _Ctx, pickle: dict[str, Any]) -> tuple[str, ...] | None:
+    """``[pickle] profiles``: the allowlist profiles in force (absent: all of them)."""
+    if "profiles" not in pickle:
+        return None
+    from custody.validators.models.allowlist import check_profile_names
+
+    try:
+        return check_profile_names(ctx.strings(pickle["profiles"], "pickle.profiles"))
+    except UsageError as exc:
+        raise ctx.fail("pickle.profiles", f"{exc.message} ({exc.hint})") from None
 
 
 def _witness(ctx: _Ctx, raw: Any) -> WitnessPolicy:

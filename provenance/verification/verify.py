@@ -170,7 +170,8 @@ def _expectations(root: Path, scan: ScanReport, policy: Policy, *, display: Path
 def scan_or_refuse(path: Path, manifest: Manifest, policy: Policy, *, kind: str | None = None,
                    display: Path | None = None) -> ScanReport:
     threshold = policy.threshold_for(kind) if kind else policy.scan_threshold
-    options = ScanOptions(extra_safe_globals=policy.extra_safe_globals)
+    options = ScanOptions(extra_safe_globals=policy.extra_safe_globals,
+                          pickle_profiles=policy.pickle_profiles)
     scan = scan_manifest(path, manifest, threshold=threshold, options=options)
     if scan.refused:
         worst = scan.blocking()

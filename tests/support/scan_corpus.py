@@ -541,6 +541,163 @@ def _onnx_escape(out: Path) -> Path:
     return path
 
 
+
+# -- issue 16: evasions and resource exhaustion ------------------------------------------------
+@malicious("joblib_lz4_reduce_after_inline_array")
+def _joblib_lz4(out: Path) -> Path:
+    return write(out / "model_lz4.joblib", _joblib_bytes("lz4"))
+
+
+def _tar_bytes(members: dict[str, bytes], fmt: int = tarfile.PAX_FORMAT) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return buf.getvalue()
+
+
+def _legacy_tar_members(pickled: bytes) -> dict[str, bytes]:
+    return {
+        "sys_info": pickle.dumps({"protocol_version": 1001}, protocol=2),
+        "pickle": pickled,
+        "storages": pickle.dumps(0, protocol=2) + pickle.dumps([], protocol=2),
+        "tensors": pickle.dumps(0, protocol=2),
+    }
+
+
+@malicious("torch_legacy_tar_v7_no_magic")
+def _tar_v7(out: Path) -> Path:
+    # A v7 tar header has no "ustar" magic; tarfile (and torch.load) accept it by its checksum.
+    data = bytearray(_tar_bytes(_legacy_tar_members(os_system_pickle(2)), tarfile.USTAR_FORMAT))
+    at = 0
+    while at + 512 <= len(data) and data[at : at + 512].strip(b"\x00"):
+        size = int(data[at + 124 : at + 136].strip(b" \x00") or b"0", 8)
+        data[at + 257 : at + 265] = b"\x00" * 8  # drop magic and version
+        data[at + 148 : at + 156] = b" " * 8
+        data[at + 148 : at + 156] = b"%06o\x00 " % sum(data[at : at + 512])
+        at += 512 + (size + 511) // 512 * 512
+    return write(out / "legacy_v7.pt", bytes(data))
+
+
+@malicious("torch_legacy_tar_gnu_format")
+def _tar_gnu(out: Path) -> Path:
+    data = _tar_bytes(_legacy_tar_members(os_system_pickle(2)), tarfile.GNU_FORMAT)
+    return write(out / "legacy_gnu.pt", data)
+
+
+@malicious("keras_archive_with_foreign_prefix")
+def _keras_prefix(out: Path) -> Path:
+    evil = {"module": "os", "class_name": "system", "registered_name": None, "config": CMD}
+    return write(out / "prefixed.keras", b"\x00JUNK" * 64 + _keras_zip([_dense("d"), evil]))
+
+
+def _torchscript_bytes() -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Linear(3, 2))), buf)
+    return buf.getvalue()
+
+
+def _with_code(data: bytes, line: str) -> bytes:
+    src = zipfile.ZipFile(io.BytesIO(data))
+    suffix = "code/__torch__/torch/nn/modules/container.py"
+    name = next(n for n in src.namelist() if n.endswith(suffix))
+    code = src.read(name).decode()
+    head, sep, rest = code.partition("  def forward(")
+    hook = ("  def __setstate__(self, state: Tuple[bool]) -> None:\n"
+            f"    {line}\n    self.training = state[0]\n    return None\n")
+    return _rewrite_zip(data, {name: (head + hook + sep + rest).encode()}, {})
+
+
+@malicious("torchscript_code_reads_file_at_load")
+def _ts_file(out: Path) -> Path:
+    line = '_0 = torch.from_file("/etc/passwd", False, 64, dtype=0)'
+    return write(out / "ts_from_file.pt", _with_code(_torchscript_bytes(), line))
+
+
+@malicious("torchscript_code_loads_library")
+def _ts_library(out: Path) -> Path:
+    line = 'torch.ops.load_library("/tmp/custody-harmless.so")'
+    return write(out / "ts_load_library.pt", _with_code(_torchscript_bytes(), line))
+
+
+@malicious("torch_storage_declares_more_than_its_data")
+def _storage_short(out: Path) -> Path:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"w": torch.arange(1024.0)}, buf)
+    name = next(n for n in zipfile.ZipFile(buf).namelist() if n.endswith("/data/0"))
+    return write(out / "short_storage.pt", _rewrite_zip(buf.getvalue(), {name: b"\x00" * 8}, {}))
+
+
+@malicious("torch_tensor_view_past_its_storage")
+def _tensor_oob(out: Path) -> Path:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"w": torch.arange(4.0)}, buf)
+    data = buf.getvalue()
+    name = next(n for n in zipfile.ZipFile(buf).namelist() if n.endswith("data.pkl"))
+    pkl = zipfile.ZipFile(buf).read(name)
+    # the tensor's size tuple (4,) becomes (200,): it now reaches past the 4-element storage
+    patched = pkl.replace(b"K\x04\x85", b"K\xc8\x85", 1)
+    assert patched != pkl
+    return write(out / "oob_view.pt", _rewrite_zip(data, {name: patched}, {}))
+
+
+@malicious("safetensors_huge_header_length")
+def _st_huge(out: Path) -> Path:
+    return write(out / "huge.safetensors", struct.pack("<Q", 1 << 40) + b'{"a": 1}' + b" " * 32)
+
+
+@malicious("pickle_bytearray_allocation_bomb")
+def _bytearray_bomb(out: Path) -> Path:
+    return write(out / "bytearray.pkl", b"\x80\x02cbuiltins\nbytearray\nJ\xff\xff\xff\x7f\x85R.")
+
+
+@malicious("pickle_list_of_huge_range")
+def _range_bomb(out: Path) -> Path:
+    body = b"cbuiltins\nlist\ncbuiltins\nrange\n\x8a\x05\x00\x00\x00\x00\x10\x85R\x85R."
+    return write(out / "range.pkl", b"\x80\x02" + body)
+
+
+@malicious("pickle_declared_bytes8_beyond_the_file")
+def _bytes8_bomb(out: Path) -> Path:
+    return write(out / "bytes8.pkl", b"\x80\x04\x8e" + struct.pack("<Q", 1 << 40) + b"x" * 16)
+
+
+@malicious("pickle_memo_expansion_billion_laughs")
+def _laughs(out: Path) -> Path:
+    body = b"N\x94"  # memo 0 = None
+    for level in range(1, 64):  # level k = (level k-1, level k-1): 2^63 leaves unfolded
+        body += b"h" + bytes([level - 1]) + b"h" + bytes([level - 1]) + b"\x86\x94"
+    body += b"}h?K\x01s."  # a dict keyed by the last level: loading it hashes 2^63 tuples
+    return write(out / "laughs.pkl", b"\x80\x04" + body)
+
+
+@malicious("pickle_deeply_nested_tuples")
+def _deep(out: Path) -> Path:
+    # a dict keyed by a tuple nested 200,000 deep: hashing the key overflows the C stack
+    return write(out / "deep.pkl", b"\x80\x02}N" + b"\x85" * 200_000 + b"K\x01s.")
+
+
+@malicious("npz_deflate_bomb")
+def _npz_bomb(out: Path) -> Path:
+    buf = io.BytesIO()
+    header = b"{'descr': '|u1', 'fortran_order': False, 'shape': (4294967296,), }"
+    with (zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z,
+          z.open("zeros.npy", "w", force_zip64=True) as member):
+        member.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", 118) + header.ljust(117) + b"\n")
+        chunk = b"\x00" * (1 << 24)
+        for _ in range(64):
+            member.write(chunk)
+    return write(out / "bomb.npz", buf.getvalue())
+
+
 # == benign files written by the real libraries ===============================================
 def _torch_model() -> object:
     import torch
@@ -882,6 +1039,86 @@ def _b_plain(out: Path) -> Path:
     }
     for proto in range(6):
         (folder / f"p{proto}.pkl").write_bytes(pickle.dumps(value, protocol=proto))
+    return folder
+
+
+# -- issue 16: the false positives of real ecosystems --------------------------------------------
+@benign("pandas_to_pickle_plain_gzip_bz2")
+def _b_pandas(out: Path) -> Path:
+    import numpy as np
+    import pandas as pd
+
+    folder = out / "pandas"
+    folder.mkdir()
+    frame = pd.DataFrame({
+        "cat": pd.Categorical(["a", "b", "a"]), "period": pd.period_range("2024", periods=3),
+        "interval": pd.interval_range(0, 3), "ts": pd.date_range("2024", periods=3, tz="UTC"),
+        "v": np.arange(3.0)})
+    series = pd.Series([1.0, 2.0], index=pd.date_range("2024", periods=2, tz="Europe/Paris"))
+    multi = pd.DataFrame({"v": [1, 2]}, index=pd.MultiIndex.from_tuples([("a", 1), ("b", 2)]))
+    for name, obj in (("frame", frame), ("series_tz", series), ("multi", multi)):
+        for compression in (None, "gzip", "bz2"):
+            pd.to_pickle(obj, folder / f"{name}.{compression}.pkl", compression=compression)
+    return folder
+
+
+@benign("xgboost_lightgbm_sklearn_api_pickled_and_joblib")
+def _b_boosters(out: Path) -> Path:
+    import joblib
+    import lightgbm
+    import numpy as np
+    import xgboost
+
+    folder = out / "boosters"
+    folder.mkdir()
+    x, y = np.random.RandomState(0).rand(40, 3), np.arange(40) % 2
+    models = {"xgb": xgboost.XGBClassifier(n_estimators=3).fit(x, y),
+              "lgbm": lightgbm.LGBMClassifier(n_estimators=3, verbose=-1).fit(x, y)}
+    for name, model in models.items():
+        (folder / f"{name}.pkl").write_bytes(pickle.dumps(model))
+        joblib.dump(model, folder / f"{name}.joblib")
+        joblib.dump(model, folder / f"{name}.lz4.joblib", compress="lz4")
+    return folder
+
+
+@benign("sklearn_gradient_boosting_loss_helpers_gridsearch_functiontransformer")
+def _b_sk_helpers(out: Path) -> Path:
+    import numpy as np
+    from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.preprocessing import FunctionTransformer
+
+    folder = out / "sk"
+    folder.mkdir()
+    x, y = np.random.RandomState(0).rand(40, 3), np.arange(40) % 3
+    models = {
+        "gb": GradientBoostingClassifier(n_estimators=3).fit(x, y),
+        "hgb": HistGradientBoostingRegressor(max_iter=3, loss="absolute_error").fit(x, y),
+        "grid": GridSearchCV(LogisticRegression(), {"C": [1.0, 2.0]}, cv=2).fit(x, y),
+        "log1p": FunctionTransformer(np.log1p).fit(x),
+    }
+    for name, model in models.items():
+        (folder / f"{name}.pkl").write_bytes(pickle.dumps(model))
+    return folder
+
+
+@benign("uuid_and_array_array_protocol_2")
+def _b_uuid_array(out: Path) -> Path:
+    import array
+    import uuid
+
+    return write(out / "values.pkl",
+                 pickle.dumps({"id": uuid.UUID(int=7), "a": array.array("d", [1.0])}, protocol=2))
+
+
+@benign("csv_text_starting_with_pickle_opcodes")
+def _b_csv(out: Path) -> Path:
+    folder = out / "csv"
+    folder.mkdir()
+    (folder / "cities.csv").write_bytes(b"city\nParis\nRome\n")
+    (folder / "col.csv").write_bytes(b"col\n1\n2\n")
+    (folder / "paren.txt").write_bytes(b"(a, b)\nI think so.\n")
     return folder
 
 

@@ -13,7 +13,7 @@ import zipfile
 from typing import BinaryIO
 
 from custody.validators.findings import Finding, Severity
-from custody.validators.formats import FileFormat, detect
+from custody.validators.formats import is_text
 from custody.validators.models import second_opinion
 from custody.validators.models.allowlist import profile_of
 from custody.validators.models.context import Ctx
@@ -76,7 +76,7 @@ def _executable(scan: StreamScan) -> bool:
 
 
 def not_a_pickle(head: bytes, ctx: Ctx) -> list[Finding]:
-    if detect(head) in (FileFormat.TEXT, FileFormat.EMPTY):
+    if not head or is_text(head):
         return []
     return [
         ctx.finding(
