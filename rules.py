@@ -497,6 +497,11 @@ _ALL: tuple[Rule, ...] = (
        "tolerance)", _DATA, "low"),
     _f("drift.time_backwards", "low", "a time-like column moved backwards: the snapshot is "
        "older than the baseline", "check that the snapshot is the newer one"),
+    _f("poison.boundary_relabel", "high", "among the rows the baseline model is unsure about, "
+       "one label is far more common than it predicts, beyond a natural prior shift (labels "
+       "moved near the decision boundary); each row is plausible alone, so the rows are "
+       "candidates", "compare the candidate rows (custody scan PATH --baseline REF --rows-out "
+       "FILE) with their source labels before training, and find out who changed the data"),
     _f("poison.conflicting_duplicate", "high", "rows repeat a baseline row exactly but with "
        "another label", _POISON),
     _f("poison.injected_cluster", "high", "a dense cluster of rows carries one label where the "

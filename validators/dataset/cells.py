@@ -1,17 +1,38 @@
-"""Cell tests: regions of feature space whose rows favour one label far more than the baseline.
+"""Cell tests: regions of feature space whose rows carry one label far more often than the
+baseline predicts, and dense clusters the baseline does not have.
 
-A *view* cuts the feature space into cells; per cell and label the snapshot's row count is set
-against what the baseline's row sample predicts (scaled to the snapshot's size).
+A *view* cuts the feature space into cells. For each cell ``g`` and label ``c`` the snapshot's
+count ``O`` is set against what the baseline expects for *those* rows:
+``E = sum_i p(c | x_i)`` from the calibrated baseline model (``model.py``),
+corrected by the model's own error in that cell on the held-out baseline rows (a logit offset,
+shrunk towards 0 with a prior sd ``_TAU``). Because the expectation follows the snapshot's rows,
+a covariate shift (rows moving into a region) moves ``E`` with them. A natural prior shift
+multiplies the odds of a label everywhere alike; up to a factor of two it cannot halve the
+other labels of any cell, so the deficit test below leaves it to ``drift.label_marginal``.
 
-- Trigger views (``poison.trigger_pattern``): one feature (fine quantile bins, values of a
-  category, beyond-range bins) and pairs of features (coarse bins). A cell/label is flagged when
-  the snapshot has an excess of rows with label ``c`` (count and z-score), the cell is nearly pure
-  in ``c`` in the snapshot, and far less so in the baseline and under the baseline's own
-  naive-Bayes prediction for those rows: new trigger values, tight value combinations, targeted
-  relabelling of a region.
-- Grid views (``poison.injected_cluster``): every feature on a fine grid (0.1 robust-sd cells:
-  near-duplicate clusters) and a coarse grid (1 robust-sd cells where the baseline has almost no
-  rows: dense outlier clusters). Flagged on excess density carrying one label.
+A cell/label is flagged when the excess ``O - E`` is at least ``max(10, 0.02% of rows)``, at
+least half of the other labels the baseline expects there are missing (``deficit <= 0.5``), and
+the signed-root likelihood-ratio statistic of a binomial count, computed after moving ``E``
+two model-error sds towards ``O``, is ``>= _Z_MIN``.
+
+- ``poison.trigger_pattern`` views: one feature (fine quantile bins, beyond-range and null
+  bins, each value of a category, each never-seen value), exact numeric values repeated far
+  more often than in the baseline sample, and pairs of features (coarse bins) among the most
+  informative ones.
+- ``poison.boundary_relabel``: bands of the baseline model's probability of each label: labels
+  moved near the decision boundary, where each change looks like noise.
+- ``poison.injected_cluster``: a fine grid (0.1 robust sd per feature) for near-duplicates and a
+  coarse grid (1 robust sd) for dense outlier clusters: a cell whose snapshot count is far
+  beyond the baseline sample's density there (binomial likelihood-ratio test), that is an
+  isolated peak (``_ISOLATION`` times any neighbouring cell: natural shifts move a smooth
+  density) and carries one label.
+
+Rows: for a never-seen value or a repeated value the baseline does not have, every row of the
+cell with the flagged label; for a relabelled region, the rows whose estimated chance of having
+been changed is at least one half (``rho (1 - p) / (rho (1 - p) + p)`` with ``rho`` the share
+of the other labels that moved and ``p`` the baseline's probability of the label at the row).
+When no row reaches that, the finding names the cell's rows as *candidates*: the change is
+certain, the rows are not.
 """
 
 from __future__ import annotations
@@ -24,14 +45,27 @@ from typing import Any
 import numpy as np
 
 from custody.validators.dataset.encode import FeaturePlan, mix64
+from custody.validators.dataset.poison import ModelView
 
 _FINE_GRID = 0.1
 _COARSE_GRID = 1.0
-_MAX_PAIR_FEATURES = 10
-_Z_MIN = 5.0
+_MAX_PAIR_FEATURES = 8
+_SCREEN_Z = 4.0  # a feature whose cells lean this much is paired with the others
+_Z_MIN = 5.5
+_DEFICIT = 0.5
+_TAU = 0.35  # prior sd of the model's logit error in a cell the held-out rows do not cover
+_TAU_SCATTERED = 0.15
+_MARGIN = 2.0  # model-error sds E is moved towards O before the test
 _MIN_CELL_ROWS = 10  # no rule looks at a cell with fewer snapshot rows
+_BAND_EDGES = np.array([0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.95], dtype=np.float32)
+_BAND_MID = (3, 7)  # bands 0.2-0.8
+_BAND_EFFECT = 0.004  # the reliability curve must move at least this share of the rows
+_DRILL_CELLS = 12  # leaning one-feature cells split further by every other feature
 _GRID_CHUNK = 1 << 20
-_ALPHA = 2.0
+_PURE = 0.9  # a cluster carries one label on at least this share of its rows
+_ISOLATION = 4.0  # a cluster's cell holds this many times the rows of any cell next to it
+_SPLIT_CELLS = 2  # a cluster may spill into at most this many dense neighbouring cells
+_POSTERIOR = 0.5
 
 
 @dataclass
@@ -45,30 +79,48 @@ class CellHit:
     purity: float
     baseline_share: float
     description: str
+    observed: int = 0
+    z: float = 0.0
+    candidates: bool = False
+    cell_rows: np.ndarray | None = None  # every row of the cell with the label
+
+    def explained_by(self, flagged: np.ndarray, minimum: float) -> bool:
+        """Whether rows already flagged (e.g. an injected cluster inside the cell) account
+        for the excess."""
+        rows = self.rows if self.cell_rows is None else self.cell_rows
+        inside = int(np.isin(rows, flagged, assume_unique=True).sum())
+        return self.observed - inside - self.expected_rows < minimum
 
     def to_json(self, label_names: list[Any]) -> dict[str, Any]:
         return {"view": self.view, "pattern": self.description,
                 "label": label_names[self.label], "rows": len(self.rows),
-                "snapshot_rows_in_cell": self.snapshot_rows,
+                "rows_are_candidates": self.candidates,
+                "snapshot_rows_in_cell": self.snapshot_rows, "observed": self.observed,
                 "expected_from_baseline": round(self.expected_rows, 2),
-                "purity": round(self.purity, 4), "baseline_share": round(self.baseline_share, 4)}
+                "purity": round(self.purity, 4), "baseline_share": round(self.baseline_share, 4),
+                "z": round(self.z, 2)}
 
 
 @dataclass
 class CellContext:
     plan: FeaturePlan
+    view: ModelView
     z_s: np.ndarray
     y_s: np.ndarray
     eligible: np.ndarray  # rows that may be reported (not plain copies of baseline rows)
-    z_b: np.ndarray  # baseline row sample, encoded
+    fine_s: np.ndarray  # bin codes (rows x features), see FeaturePlan.bin_matrix
+    coarse_s: np.ndarray
+    fine_h: np.ndarray  # the same for the held-out baseline rows
+    coarse_h: np.ndarray
+    z_b: np.ndarray  # the whole baseline row sample, encoded (density)
     y_b: np.ndarray
+    fine_b: np.ndarray
     scale: float  # snapshot rows per baseline sample row
     classes: int
-    proba_s: np.ndarray | None  # naive-Bayes p(label | features) from the baseline
-    fine_s: np.ndarray  # bin codes (rows x features), see FeaturePlan.bin_matrix
-    fine_b: np.ndarray
-    coarse_s: np.ndarray
-    coarse_b: np.ndarray
+
+    @property
+    def m_min(self) -> float:
+        return max(10.0, 2e-4 * len(self.y_s))
 
 
 def _interval(ctx: CellContext, j: int, code: int, fine: bool) -> str:
@@ -89,181 +141,381 @@ def _interval(ctx: CellContext, j: int, code: int, fine: bool) -> str:
     return f"{f.name} in [{edges[code - 1]:.6g}, {edges[code]:.6g})"
 
 
-def _count(keys_s: np.ndarray, keys_b: np.ndarray, ctx: CellContext,
-           valid: tuple[np.ndarray, np.ndarray] | None = None,
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Cells holding at least _MIN_CELL_ROWS snapshot rows, the snapshot rows' index into them
-    (-1: elsewhere), and (cells x classes) label counts of snapshot and baseline sample."""
-    top = max(int(keys_s.max(initial=0)), int(keys_b.max(initial=0))) \
-        if keys_s.dtype.kind == "i" else -1
-    if 0 <= top < 1 << 20 and min(keys_s.min(initial=0), keys_b.min(initial=0)) >= 0:
-        # small codes (bins, pairs of bins): index directly, no sort
-        cells = np.flatnonzero(np.bincount(keys_s, minlength=top + 1) >= _MIN_CELL_ROWS)
-        remap = np.full(top + 1, -1, dtype=np.int32)
+def _index(keys: np.ndarray, cells: np.ndarray, dense: bool) -> np.ndarray:
+    if dense:
+        remap = np.full(int(cells.max(initial=0)) + 2, -1, dtype=np.int32)
         remap[cells] = np.arange(len(cells))
-        inv_s, inv_b = remap[keys_s], remap[keys_b]
-    else:
-        uniq, counts = np.unique(keys_s, return_counts=True)
-        cells = uniq[counts >= _MIN_CELL_ROWS]
+        return np.asarray(remap[np.clip(keys, -1, len(remap) - 2)], dtype=np.int32)
+    if len(cells) == 0:
+        return np.full(len(keys), -1, dtype=np.int32)
+    pos = np.minimum(np.searchsorted(cells, keys), len(cells) - 1).astype(np.int32)
+    pos[cells[pos] != keys] = -1
+    return pos
 
-        def index(keys: np.ndarray) -> np.ndarray:
-            if len(cells) == 0:
-                return np.full(len(keys), -1, dtype=np.int32)
-            pos = np.minimum(np.searchsorted(cells, keys), len(cells) - 1).astype(np.int32)
-            pos[cells[pos] != keys] = -1
-            return pos
 
-        inv_s, inv_b = index(keys_s), index(keys_b)
-    if valid is not None:  # rows that have no place in this view
-        inv_s[~valid[0]] = -1
-        inv_b[~valid[1]] = -1
+def _cells(keys: np.ndarray, use: np.ndarray, minimum: float) -> tuple[np.ndarray, bool]:
+    """Codes of the cells holding at least ``minimum`` used rows; whether codes are small."""
+    k = keys[use]
+    dense = k.dtype.kind == "i" and int(k.min(initial=0)) >= 0 and int(k.max(initial=0)) < 1 << 22
+    if dense:
+        counts = np.bincount(k, minlength=1)
+        return np.flatnonzero(counts >= minimum), True
+    uniq, counts = np.unique(k, return_counts=True)
+    return uniq[counts >= minimum], False
+
+
+def _lr_z(o: np.ndarray, e: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Signed root of the binomial likelihood-ratio statistic of o successes in n against an
+    expected e."""
+    p0 = np.clip(e / np.maximum(n, 1.0), 1e-12, 1 - 1e-12)
+    ph = np.clip(o / np.maximum(n, 1.0), 1e-12, 1 - 1e-12)
+    ll = o * np.log(ph / p0) + (n - o) * np.log((1 - ph) / (1 - p0))
+    return np.asarray(np.sign(o - e) * np.sqrt(2 * np.maximum(ll, 0.0)))
+
+
+@dataclass
+class _Flag:
+    cell: int  # the cell's code
+    label: int
+    rows: np.ndarray  # the snapshot rows of the cell with that label
+    n: float
+    observed: float
+    expected: float
+    z: float
+    share: float  # the baseline's share of the label in the cell (held-out rows)
+    rho: float  # the share of the other labels that moved to this one
+    calibration: float  # E / the model's raw sum for the cell
+
+
+@dataclass
+class _Test:
+    """How one view is tested: which rows (indices; None = all), the thresholds, and an
+    optional replacement of the model's probabilities for the snapshot rows."""
+
+    rows_s: np.ndarray | None = None
+    rows_h: np.ndarray | None = None
+    deficit: float = _DEFICIT  # at most this share of the other labels may remain
+    lift: float = 1.0  # O / E at least this
+    proba_s: np.ndarray | None = None
+    leans: list[tuple[float, int, int]] | None = None  # (z, cell, label) of leaning cells
+    # prior sd of the model's logit error per cell; cells whose rows share only a stamped or
+    # new value (not a region) average the model's local errors out: _TAU_SCATTERED
+    tau: float = _TAU
+
+
+def _label_test(ctx: CellContext, keys_s: np.ndarray, keys_h: np.ndarray,
+                test: _Test | None = None) -> list[_Flag]:
+    """Cells of one view whose snapshot rows carry a label far more often than expected.
+
+    ``keys_s`` / ``keys_h`` hold a cell code per row of ``test.rows_s`` / ``test.rows_h``
+    (every row when None); negative codes are no cell. ``test.leans`` collects the cells
+    whose excess is large (z >= _SCREEN_Z) whether or not they pass the other tests."""
+    t = test or _Test()
+    v = ctx.view
     c = ctx.classes
-    ok_s, ok_b = (ctx.y_s >= 0) & (inv_s >= 0), (ctx.y_b >= 0) & (inv_b >= 0)
-    n_s = np.bincount(inv_s[ok_s].astype(np.int64) * c + ctx.y_s[ok_s],
-                      minlength=len(cells) * c)
-    n_b = np.bincount(inv_b[ok_b].astype(np.int64) * c + ctx.y_b[ok_b],
-                      minlength=len(cells) * c)
-    return cells, inv_s, n_s.reshape(-1, c).astype(np.float64), n_b.reshape(-1, c).astype(
+    rs = np.arange(len(ctx.y_s)) if t.rows_s is None else t.rows_s
+    rh = np.arange(len(v.y_hold)) if t.rows_h is None else t.rows_h
+    y_s, y_h = ctx.y_s[rs], v.y_hold[rh]
+    use_s = ctx.eligible[rs] & (y_s >= 0) & (keys_s >= 0)
+    use_h = (y_h >= 0) & (keys_h >= 0)
+    cells, dense = _cells(keys_s, use_s, max(_MIN_CELL_ROWS, ctx.m_min))
+    if len(cells) == 0:
+        return []
+    inv_s = _index(keys_s, cells, dense)
+    inv_s[~use_s] = -1
+    inv_h = _index(keys_h, cells, dense)
+    inv_h[~use_h] = -1
+    m = len(cells)
+    sel = np.flatnonzero(inv_s >= 0)
+    g_s = inv_s[sel].astype(np.int64)
+    observed = np.bincount(g_s * c + y_s[sel], minlength=m * c).reshape(m, c).astype(
         np.float64)
-
-
-def _test_view(ctx: CellContext, view: str, keys_s: np.ndarray, keys_b: np.ndarray,
-               mode: str, valid: tuple[np.ndarray, np.ndarray] | None = None,
-               ) -> list[tuple[int, int, np.ndarray, dict[str, float]]]:
-    cells, inv_s, n_s, n_b = _count(keys_s, keys_b, ctx, valid)
-    e = n_b * ctx.scale
-    tot_s, tot_b, tot_e = n_s.sum(axis=1), n_b.sum(axis=1), e.sum(axis=1)
-    known = ctx.y_b[ctx.y_b >= 0]
-    prior = np.bincount(known, minlength=ctx.classes) / max(len(known), 1)
-    p_s = n_s / np.maximum(tot_s, 1.0)[:, None]
-    p_b = (n_b + _ALPHA * prior) / (tot_b + _ALPHA)[:, None]
-    excess = n_s - e
-    z = excess / np.sqrt(e + ctx.scale * e + 1.0)
-    total = len(ctx.y_s)
-    if mode == "trigger":
-        m_min = max(10.0, 2e-4 * total)
-        cand = (excess >= m_min) & (z >= _Z_MIN) & (p_s >= 0.85) & (p_s - p_b >= 0.35)
-    else:
-        # What the baseline sample could have missed: a cell it saw n_b times may hold up to
-        # (n_b + 2) * scale snapshot rows by chance alone when the sample is much smaller.
-        tot_up = (tot_b + 2.0) * ctx.scale
-        if mode == "fine":
-            cand = ((n_s >= 10) & (excess >= 10) & (z >= _Z_MIN) & (p_s >= 0.9)
-                    & (tot_s >= np.maximum(4 * tot_e + 8, tot_up))[:, None])
-        else:  # coarse: dense cells where the baseline has (almost) nothing
-            cand = ((n_s >= 20) & (p_s >= 0.95) & (tot_e <= 1.0)[:, None]
-                    & (tot_s >= np.maximum(10 * (tot_e + 1), 3 * tot_up))[:, None])
-    out: list[tuple[int, int, np.ndarray, dict[str, float]]] = []
-    flagged = np.nonzero(cand)
-    if len(flagged[0]) == 0:
+    n = observed.sum(axis=1)
+    # only a label holding at least (1 - deficit) of a cell can pass the deficit test
+    need = np.maximum((1 - t.deficit) * n[:, None], ctx.m_min)
+    possible = (observed >= need).any(axis=1)
+    if not possible.any() and t.leans is None:
+        return []
+    raw, expected, sd_e, share = _expectation(ctx, t, rs[sel], g_s, m, rh, inv_h, n)
+    gap = observed - expected
+    moved = expected + np.sign(gap) * np.minimum(np.abs(gap), _MARGIN * sd_e)
+    z = _lr_z(observed, moved, n[:, None])
+    if t.leans is not None:  # a screen only: without the model-error margin
+        z_raw = _lr_z(observed, expected, n[:, None])
+        for g, k in zip(*np.nonzero((gap >= ctx.m_min) & (z_raw >= _SCREEN_Z)), strict=True):
+            t.leans.append((float(z_raw[g, k]), int(cells[g]), int(k)))
+    others_left = (n[:, None] - observed) / np.maximum(n[:, None] - expected, 1e-9)
+    flag = ((gap >= ctx.m_min) & (z >= _Z_MIN) & (others_left <= t.deficit)
+            & (observed >= t.lift * expected) & possible[:, None])
+    out: list[_Flag] = []
+    if not flag.any():
         return out
-    # rows of the candidate cells, grouped by cell (one pass, not one per flagged cell)
-    members = np.flatnonzero((inv_s >= 0) & ctx.eligible)
-    members = members[np.argsort(inv_s[members], kind="stable")]
-    bounds = np.searchsorted(inv_s[members], np.arange(len(cells) + 1))
-    for cell, label in zip(*flagged, strict=True):
-        block = members[bounds[cell]:bounds[cell + 1]]
-        rows = block[ctx.y_s[block] == label]
-        if len(rows) == 0:
-            continue
-        stats = {"n": float(tot_s[cell]), "e": float(e[cell, label]),
-                 "purity": float(p_s[cell, label]), "base": float(p_b[cell, label]),
-                 "predicted": 0.0}
-        if mode != "fine" and ctx.proba_s is not None:
-            stats["predicted"] = float(ctx.proba_s[rows, label].mean())
-        out.append((int(cells[cell]), int(label), rows, stats))
+    order = np.argsort(g_s, kind="stable")
+    members = rs[sel[order]]
+    bounds = np.searchsorted(g_s[order], np.arange(m + 1))
+    for g, k in zip(*np.nonzero(flag), strict=True):
+        block = members[bounds[g]:bounds[g + 1]]
+        rows = block[ctx.y_s[block] == k]
+        rest = max(float(n[g] - expected[g, k]), 1e-9)
+        out.append(_Flag(int(cells[g]), int(k), rows, float(n[g]), float(observed[g, k]),
+                         float(expected[g, k]), float(z[g, k]), float(share[g, k]),
+                         min(float(gap[g, k]) / rest, 1.0),
+                         float(expected[g, k] / max(raw[g, k], 1e-9))))
     return out
 
 
-def _unexpected(ctx: CellContext, rows: np.ndarray, label: int, st: dict[str, float]
-                ) -> np.ndarray:
-    """Of a relabelled region's rows, those the baseline's model would not have labelled so
-    (the region's natural rows of that label stay out of the evidence)."""
-    if ctx.proba_s is None:
-        return rows
-    keep = rows[ctx.proba_s[rows, label] < 0.5]
-    return keep if len(keep) >= 0.5 * (st["n"] * st["purity"] - st["e"]) else rows
+def _expectation(ctx: CellContext, t: _Test, rows_s: np.ndarray, g_s: np.ndarray, m: int,
+                 rh: np.ndarray, inv_h: np.ndarray, n: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell and label: the model's raw expectation for the snapshot rows, the expectation
+    corrected by the model's error in the cell on the held-out rows, that correction's sd,
+    and the held-out share of the label (smoothed)."""
+    v = ctx.view
+    c = ctx.classes
+    ps = v.p_s if t.proba_s is None else t.proba_s
+    raw = np.zeros((m, c))
+    for k in range(c):
+        raw[:, k] = np.bincount(g_s, weights=ps[rows_s, k], minlength=m)
+    sel_h = np.flatnonzero(inv_h >= 0)
+    g_h = inv_h[sel_h].astype(np.int64)
+    y_h = v.y_hold[rh[sel_h]]
+    o_h = np.bincount(g_h * c + y_h, minlength=m * c).reshape(m, c).astype(np.float64)
+    e_h = np.zeros((m, c))
+    for k in range(c):
+        e_h[:, k] = np.bincount(g_h, weights=v.p_hold[rh[sel_h], k], minlength=m)
+    n_h = o_h.sum(axis=1, keepdims=True)
+    # the model's error in the cell as a logit offset, shrunk to 0 (Fisher information of the
+    # held-out rows ~ e(1 - e/n)); the binomial variance bounds sum p(1-p) from above
+    info_h = e_h * (1 - e_h / np.maximum(n_h, 1.0))
+    prec = info_h + 1.0 / t.tau ** 2
+    delta = (o_h - e_h) / prec
+    var_raw = raw * (1 - raw / np.maximum(n[:, None], 1.0))
+    expected = np.clip(raw + delta * var_raw, 0.0, n[:, None])
+    return raw, expected, var_raw / np.sqrt(prec), (o_h + 1.0) / (n_h + c)
 
 
-def _explained_by_baseline(st: dict[str, float]) -> bool:
-    """The baseline's own model predicts these labels: covariate shift, not a trigger."""
-    return st["purity"] - st["predicted"] < 0.35
+def _likely(ctx: CellContext, f: _Flag) -> np.ndarray:
+    """Of a relabelled region's rows, those more likely changed than not, least likely label
+    first, at most as many as the excess."""
+    p = np.clip(ctx.view.p_s[f.rows, f.label].astype(np.float64) * f.calibration, 1e-9, 1.0)
+    post = f.rho * (1 - p) / (f.rho * (1 - p) + p)
+    order = np.argsort(p, kind="stable")
+    order = order[post[order] >= _POSTERIOR][: math.ceil(f.observed - f.expected)]
+    return np.sort(f.rows[order])
 
 
-def _value_triggers(ctx: CellContext, j: int, bins_s: np.ndarray, bins_b: np.ndarray,
-                    m_min: float) -> list[CellHit]:
-    """Exact values repeated far more often than in the baseline and carrying one label
-    (a numeric trigger value, clean- or dirty-label). Only bins with excess density are
-    searched, so the cost stays linear."""
-    f = ctx.plan.features[j]
+def _hit(ctx: CellContext, rule: str, view: str, f: _Flag, description: str,
+         whole: bool = False) -> CellHit:
+    rows = f.rows if whole else _likely(ctx, f)
+    candidates = len(rows) == 0
+    if candidates:
+        rows = f.rows
+    return CellHit(rule, view, f.label, rows, int(f.n), f.expected, f.observed / f.n, f.share,
+                   description, int(f.observed), f.z, candidates, f.rows)
+
+
+def _value_cells(ctx: CellContext, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact numeric values repeated far more often than in the baseline sample: a key per
+    snapshot and held-out row (-1 elsewhere) and the values."""
+    m_min = ctx.m_min / 2
+    bins_s, bins_b = ctx.fine_s[:, j], ctx.fine_b[:, j]
     size = int(max(bins_s.max(initial=0), bins_b.max(initial=0))) + 1
     cs = np.bincount(bins_s, minlength=size).astype(np.float64)
     cb = np.bincount(bins_b, minlength=size) * ctx.scale
-    dense = np.flatnonzero((cs - cb >= m_min) & ((cs - cb) / np.sqrt(cb * (1 + ctx.scale) + 1)
-                                                 >= _Z_MIN))
+    dense = np.flatnonzero((cs - cb >= m_min)
+                           & ((cs - cb) / np.sqrt(cb * (1 + ctx.scale) + 1) >= _Z_MIN))
+    none = np.full(len(ctx.y_s), -1, dtype=np.int64), np.full(len(ctx.view.y_hold), -1,
+                                                                dtype=np.int64)
     if len(dense) == 0:
-        return []
+        return none[0], none[1], np.zeros(0)
     rows = np.flatnonzero(np.isin(bins_s, dense) & ctx.eligible & (ctx.y_s >= 0))
-    vals = ctx.z_s[rows, j]
-    uniq, inv, counts = np.unique(vals, return_inverse=True, return_counts=True)
-    prior = np.bincount(ctx.y_b[ctx.y_b >= 0], minlength=ctx.classes) / max(
-        int((ctx.y_b >= 0).sum()), 1)
-    hits: list[CellHit] = []
+    uniq, inv, counts = np.unique(ctx.z_s[rows, j], return_inverse=True, return_counts=True)
+    picked = []
     for k in np.flatnonzero(counts >= m_min):
-        members = rows[inv == k]
         in_base = float(np.sum(ctx.z_b[:, j] == uniq[k])) * ctx.scale
-        if in_base >= 0.2 * len(members):
-            continue
-        per_label = np.bincount(ctx.y_s[members], minlength=ctx.classes)
-        c = int(np.argmax(per_label))
-        purity = per_label[c] / len(members)
-        if purity < 0.85 or purity - prior[c] < 0.35:
-            continue
-        value = float(uniq[k]) * f.scale + f.center
-        hits.append(CellHit("poison.trigger_pattern", f"value:{f.name}", c,
-                            members[ctx.y_s[members] == c], len(members), in_base, purity,
-                            float(prior[c]), f"{f.name} == {value:.6g} (repeated value)"))
-    return hits
+        if in_base < 0.2 * counts[k]:
+            picked.append(k)
+    if not picked:
+        return none[0], none[1], np.zeros(0)
+    values = uniq[np.asarray(picked)]
+    lut = np.full(len(uniq), -1, dtype=np.int64)
+    lut[np.asarray(picked)] = np.arange(len(picked))
+    keys_s = none[0].copy()
+    keys_s[rows] = lut[inv]
+    col_h = ctx.view.z_hold[:, j]
+    pos = np.clip(np.searchsorted(values, col_h), 0, len(values) - 1)
+    keys_h = np.where(values[pos] == col_h, pos, -1).astype(np.int64)
+    return keys_s, keys_h, values
 
 
-def trigger_hits(ctx: CellContext, relevance: np.ndarray | None = None) -> list[CellHit]:
+def trigger_hits(ctx: CellContext) -> list[CellHit]:
     hits: list[CellHit] = []
     feats = ctx.plan.features
-    bins_s = [ctx.fine_s[:, j] for j in range(len(feats))]
-    bins_b = [ctx.fine_b[:, j] for j in range(len(feats))]
-    m_min = max(10.0, 2e-4 * len(ctx.y_s))
+    leaning: list[tuple[float, int, int, int]] = []  # (z, feature, cell, label)
     for j, f in enumerate(feats):
+        view = f"feature:{f.name}"
+        test = _Test(leans=[])
+        keys_s = ctx.fine_s[:, j].astype(np.int64)
+        keys_h = ctx.fine_h[:, j].astype(np.int64)
+        if f.kind == "categorical":  # never-seen values: scattered rows, tested apart
+            fresh = keys_s - 1 >= f.known
+            for flag in _label_test(ctx, np.where(fresh, keys_s, -1), keys_h,
+                                    _Test(tau=_TAU_SCATTERED)):
+                hits.append(_hit(ctx, "poison.trigger_pattern", view, flag,
+                                 _interval(ctx, j, flag.cell, True), whole=True))
+            keys_s = np.where(fresh, -1, keys_s)
+        for flag in _label_test(ctx, keys_s, keys_h, test):
+            hits.append(_hit(ctx, "poison.trigger_pattern", view, flag,
+                             _interval(ctx, j, flag.cell, True)))
+        leaning += [(z, j, cell, k) for z, cell, k in test.leans or []]
         if f.kind == "numeric":
-            hits.extend(_value_triggers(ctx, j, bins_s[j], bins_b[j], m_min / 2))
-        for code, label, found, st in _test_view(ctx, f"feature:{f.name}", bins_s[j],
-                                                 bins_b[j], "trigger"):
-            new_value = f.kind == "categorical" and code - 1 >= f.known
-            if not new_value and _explained_by_baseline(st):
-                continue
-            rows = found if new_value else _unexpected(ctx, found, label, st)
-            hits.append(CellHit("poison.trigger_pattern", f"feature:{f.name}", label, rows,
-                                int(st["n"]), st["e"], st["purity"], st["base"],
-                                _interval(ctx, j, code, True)))
-    order = list(range(len(feats)))
-    if relevance is not None:
-        order = [int(j) for j in np.argsort(-relevance)]
-    chosen = sorted(order[:_MAX_PAIR_FEATURES])
-    coarse_s = [ctx.coarse_s[:, j] for j in range(len(feats))]
-    coarse_b = [ctx.coarse_b[:, j] for j in range(len(feats))]
+            keys_s, keys_h, values = _value_cells(ctx, j)
+            if len(values):
+                for flag in _label_test(ctx, keys_s, keys_h, _Test(tau=_TAU_SCATTERED)):
+                    value = float(values[flag.cell]) * f.scale + f.center
+                    hits.append(_hit(ctx, "poison.trigger_pattern", f"value:{f.name}", flag,
+                                     f"{f.name} == {value:.6g} (repeated value)", whole=True))
+    hits += _drill_down(ctx, sorted(leaning, reverse=True)[:_DRILL_CELLS])
+    informative = [int(j) for j in np.argsort(-ctx.view.relevance)]
+    chosen = sorted(informative[:_MAX_PAIR_FEATURES])
     for a, b in combinations(chosen, 2):
-        width = int(max(coarse_s[b].max(initial=0), coarse_b[b].max(initial=0))) + 1
-        ks = coarse_s[a].astype(np.int64) * width + coarse_s[b]
-        kb = coarse_b[a].astype(np.int64) * width + coarse_b[b]
+        width = int(max(ctx.coarse_s[:, b].max(initial=0), ctx.coarse_h[:, b].max(initial=0))) + 1
+        ks = ctx.coarse_s[:, a].astype(np.int64) * width + ctx.coarse_s[:, b]
+        kh = ctx.coarse_h[:, a].astype(np.int64) * width + ctx.coarse_h[:, b]
         view = f"pair:{feats[a].name},{feats[b].name}"
-        for code, label, found, st in _test_view(ctx, view, ks, kb, "trigger"):
-            if _explained_by_baseline(st):
+        for flag in _label_test(ctx, ks, kh):
+            desc = (_interval(ctx, a, flag.cell // width, False) + " and "
+                    + _interval(ctx, b, flag.cell % width, False))
+            hits.append(_hit(ctx, "poison.trigger_pattern", view, flag, desc))
+    return _dedupe(hits)
+
+
+def _drill_down(ctx: CellContext, leaning: list[tuple[float, int, int, int]]
+                ) -> list[CellHit]:
+    """A subgroup defined by two features leans, diluted, in the cells of each: split each
+    strongly leaning one-feature cell by every other feature's coarse bins."""
+    hits: list[CellHit] = []
+    feats = ctx.plan.features
+    for _, j, cell, label in leaning:
+        rows_s = np.flatnonzero(ctx.fine_s[:, j] == cell)
+        rows_h = np.flatnonzero(ctx.fine_h[:, j] == cell)
+        for j2, f2 in enumerate(feats):
+            if j2 == j:
                 continue
-            rows = _unexpected(ctx, found, label, st)
-            desc = (_interval(ctx, a, code // width, False) + " and "
-                    + _interval(ctx, b, code % width, False))
-            hits.append(CellHit("poison.trigger_pattern", view, label, rows, int(st["n"]),
-                                st["e"], st["purity"], st["base"], desc))
+            test = _Test(rows_s=rows_s, rows_h=rows_h)
+            for flag in _label_test(ctx, ctx.coarse_s[rows_s, j2].astype(np.int64),
+                                    ctx.coarse_h[rows_h, j2].astype(np.int64), test):
+                if flag.label != label:
+                    continue
+                desc = (_interval(ctx, j, cell, True) + " and "
+                        + _interval(ctx, j2, flag.cell, False))
+                hits.append(_hit(ctx, "poison.trigger_pattern",
+                                 f"pair:{feats[j].name},{f2.name}", flag, desc))
     return hits
+
+
+def band_hits(ctx: CellContext) -> list[CellHit]:
+    """Labels moved near the decision boundary (``poison.boundary_relabel``).
+
+    The snapshot's rows are cut into bands of the baseline model's probability of a label
+    (after the snapshot's label-shift weights, so a natural prior shift is absorbed); per band
+    the rows of the label are counted against the model's expectation, corrected by the
+    model's error in that band on the held-out rows (a reliability curve, Hosmer-Lemeshow
+    style). Flagged when the curve departs from the baseline's (chi-square over the bands
+    with p < 1e-7), the departure moves at least ``_BAND_EFFECT`` of the rows, and the label
+    grew in the unsure bands (probability 0.2-0.8) more than where the model found it
+    unlikely (random flips grow it there: ``poison.knn_disagreement``). Each changed row is
+    plausible on its own: the rows are candidates."""
+    v = ctx.view
+    hits: list[CellHit] = []
+    use = ctx.eligible & (ctx.y_s >= 0)
+    if use.sum() < 10 * ctx.m_min:
+        return hits
+    w = np.exp(v.log_w).astype(np.float32)
+    p_w = v.p_s * w
+    p_w /= p_w.sum(axis=1, keepdims=True)
+    use_h = v.y_hold >= 0
+    total = float(use.sum())
+    for k in range(ctx.classes) if ctx.classes > 2 else range(2):
+        band = np.searchsorted(_BAND_EDGES, p_w[:, k])
+        band_h = np.searchsorted(_BAND_EDGES, v.p_hold[:, k])
+        size = len(_BAND_EDGES) + 1
+        n = np.bincount(band[use], minlength=size).astype(np.float64)
+        o = np.bincount(band[use], weights=(ctx.y_s[use] == k), minlength=size)
+        raw = np.bincount(band[use], weights=p_w[use, k].astype(np.float64), minlength=size)
+        o_h = np.bincount(band_h[use_h], weights=(v.y_hold[use_h] == k), minlength=size)
+        e_h = np.bincount(band_h[use_h], weights=v.p_hold[use_h, k].astype(np.float64),
+                          minlength=size)
+        n_h = np.bincount(band_h[use_h], minlength=size).astype(np.float64)
+        # the band's calibration error on the held-out rows, as a logit offset (see
+        # _label_test): symmetric in the labels
+        prec = e_h * (1 - e_h / np.maximum(n_h, 1.0)) + 1.0 / _TAU ** 2
+        spread = raw * (1 - raw / np.maximum(n, 1.0))
+        e = np.clip(raw + (o_h - e_h) / prec * spread, 0.0, n)
+        var = spread + spread ** 2 / prec + 1.0
+        chi2 = float(np.sum((o - e) ** 2 / var))
+        dof = max(int(np.count_nonzero(n)) - 1, 1)
+        effect = float(np.sum(np.abs(o - e))) / (2 * total)
+        mid = (np.arange(size) >= _BAND_MID[0]) & (np.arange(size) < _BAND_MID[1])
+        low = np.arange(size) < _BAND_MID[0]
+        grown_mid = float(np.sum((o - e)[mid]))
+        grown_low = float(np.sum(np.maximum(o - e, 0)[low]))
+        if chi2 < _chi2_limit(dof) or effect < _BAND_EFFECT or grown_mid < ctx.m_min \
+                or grown_mid <= grown_low:
+            continue
+        in_mid = mid[band]
+        rows = np.flatnonzero(use & in_mid & (ctx.y_s == k))
+        e_mid, o_mid = float(e[mid].sum()), float(o[mid].sum())
+        hits.append(CellHit(
+            "poison.boundary_relabel", f"bands:{k}", k, rows, int(n[mid].sum()), e_mid,
+            o_mid / max(float(n[mid].sum()), 1.0), e_mid / max(float(n[mid].sum()), 1.0),
+            f"rows the baseline model finds 20-80% likely to carry the label: {o_mid:.0f} "
+            f"where it expects {e_mid:.0f} (reliability chi-square {chi2:.0f} over {dof + 1} "
+            f"bands, {effect:.1%} of rows moved)", int(o_mid), math.sqrt(chi2),
+            candidates=True))
+    return hits
+
+
+def _chi2_limit(dof: int) -> float:
+    """The chi-square value with upper tail about 1e-7 (Wilson-Hilferty)."""
+    z = 5.2
+    return float(dof * (1 - 2 / (9 * dof) + z * math.sqrt(2 / (9 * dof))) ** 3)
+
+
+def _dedupe(hits: list[CellHit]) -> list[CellHit]:
+    """One hit per row set and label (a pair cell repeating a one-feature cell adds nothing)."""
+    seen: set[tuple[int, int, int]] = set()
+    out = []
+    for h in sorted(hits, key=lambda h: -h.z):
+        key = (h.label, len(h.rows), int(h.rows[:1].sum()) if len(h.rows) else -1)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(h)
+    return out
+
+
+# --- density clusters -------------------------------------------------------------------------
+
+
+def _grid_coords(ctx: CellContext, z: np.ndarray, width: float, offset: float,
+                 cols: list[int]) -> np.ndarray:
+    """Integer grid coordinates (rows x cols): numbers in cells of ``width`` robust sds,
+    categories by code, nulls at a sentinel."""
+    out = np.empty((len(z), len(cols)), dtype=np.int64)
+    for k, j in enumerate(cols):
+        col = z[:, j].astype(np.float64)
+        if ctx.plan.features[j].kind == "numeric":
+            col = np.floor(np.clip(col, -1e6, 1e6) / width + offset)
+        out[:, k] = np.where(np.isnan(col), -(2**40), col).astype(np.int64)
+    return out
+
+
+def _hash_coords(coords: np.ndarray, cols: list[int]) -> np.ndarray:
+    h = np.full(len(coords), np.uint64(0x243F6A8885A308D3), dtype=np.uint64)
+    for k, j in enumerate(cols):
+        h = mix64(h ^ (coords[:, k].view(np.uint64) + np.uint64((j + 1) * 0x9E3779B1)))
+    return h
 
 
 def _grid_keys(ctx: CellContext, z: np.ndarray, width: float, offset: float,
@@ -272,18 +524,82 @@ def _grid_keys(ctx: CellContext, z: np.ndarray, width: float, offset: float,
     out = np.empty(len(z), dtype=np.uint64)
     for start in range(0, len(z), _GRID_CHUNK):
         part = z[start:start + _GRID_CHUNK]
-        h = np.full(len(part), np.uint64(0x243F6A8885A308D3), dtype=np.uint64)
-        for j in cols:
-            col = part[:, j].astype(np.float64)
-            if ctx.plan.features[j].kind == "numeric":
-                col = np.floor(np.clip(col, -1e6, 1e6) / width + offset)
-            code = np.where(np.isnan(col), -(2**40), col).astype(np.int64).view(np.uint64)
-            h = mix64(h ^ (code + np.uint64((j + 1) * 0x9E3779B1)))
-        out[start:start + len(part)] = h
+        out[start:start + len(part)] = _hash_coords(
+            _grid_coords(ctx, part, width, offset, cols), cols)
+    return out
+
+
+def _neighbour_peak(ctx: CellContext, row: int, width: float, offset: float, cols: list[int],
+                    uniq: np.ndarray, counts: np.ndarray, dense: np.ndarray) -> tuple[int, int]:
+    """The largest snapshot count among the cells next to row's cell (one step along each
+    numeric axis), leaving out ``dense`` cells (a cluster split by a cell edge), and how many
+    neighbours were dense."""
+    base = _grid_coords(ctx, ctx.z_s[row:row + 1], width, offset, cols)
+    numeric = [k for k, j in enumerate(cols) if ctx.plan.features[j].kind == "numeric"]
+    if not numeric:
+        return 0, 0
+    near = np.repeat(base, 2 * len(numeric), axis=0)
+    for i, k in enumerate(numeric):
+        near[2 * i, k] -= 1
+        near[2 * i + 1, k] += 1
+    keys = _hash_coords(near, cols)
+    split = np.isin(keys, dense)
+    keys = keys[~split]
+    if len(keys) == 0:
+        return 0, int(split.sum())
+    pos = np.clip(np.searchsorted(uniq, keys), 0, len(uniq) - 1)
+    return int(np.max(np.where(uniq[pos] == keys, counts[pos], 0))), int(split.sum())
+
+
+def _density(ctx: CellContext, keys_s: np.ndarray, keys_b: np.ndarray,
+             valid: tuple[np.ndarray, np.ndarray]
+             ) -> list[tuple[int, np.ndarray, int, dict[str, float]]]:
+    """Grid cells holding far more snapshot rows than the baseline sample's density predicts
+    and carrying one label: (a member row, the label's reportable rows, label, stats).
+
+    Given a cell's rows of both samples, the snapshot's count is binomial with the snapshot's
+    share of all rows under the null; the signed-root likelihood-ratio statistic is used."""
+    use_s = valid[0] & (ctx.y_s >= 0)
+    cells, dense = _cells(keys_s, use_s, max(_MIN_CELL_ROWS, ctx.m_min))
+    if len(cells) == 0:
+        return []
+    inv_s = _index(keys_s, cells, dense)
+    inv_s[~use_s] = -1
+    inv_b = _index(keys_b, cells, dense)
+    inv_b[~(valid[1] & (ctx.y_b >= 0))] = -1
+    c = ctx.classes
+    m = len(cells)
+    ok_s, ok_b = inv_s >= 0, inv_b >= 0
+    n_s = np.bincount(inv_s[ok_s].astype(np.int64) * c + ctx.y_s[ok_s],
+                      minlength=m * c).reshape(m, c).astype(np.float64)
+    tot_b = np.bincount(inv_b[ok_b].astype(np.int64), minlength=m).astype(np.float64)
+    tot_s = n_s.sum(axis=1)
+    share = float(use_s.sum()) / max(float(use_s.sum() + (valid[1] & (ctx.y_b >= 0)).sum()), 1)
+    z = _lr_z(tot_s, share * (tot_s + tot_b), tot_s + tot_b)
+    purity = n_s / np.maximum(tot_s, 1.0)[:, None]
+    cand = (z[:, None] >= _Z_MIN) & (purity >= _PURE) & (n_s >= max(_MIN_CELL_ROWS, ctx.m_min))
+    out: list[tuple[int, np.ndarray, int, dict[str, float]]] = []
+    if not cand.any():
+        return out
+    members = np.flatnonzero(inv_s >= 0)
+    members = members[np.argsort(inv_s[members], kind="stable")]
+    bounds = np.searchsorted(inv_s[members], np.arange(m + 1))
+    for cell, label in zip(*np.nonzero(cand), strict=True):
+        block = members[bounds[cell]:bounds[cell + 1]]
+        rows = block[(ctx.y_s[block] == label) & ctx.eligible[block]]
+        if len(rows) < _MIN_CELL_ROWS:
+            continue
+        stats = {"n": float(tot_s[cell]), "e": float(tot_b[cell] * ctx.scale),
+                 "purity": float(purity[cell, label]), "z": float(z[cell])}
+        out.append((int(block[0]), rows, int(label), stats))
     return out
 
 
 def cluster_hits(ctx: CellContext) -> list[CellHit]:
+    """Dense, isolated clusters carrying one label (near-duplicates on the fine grid, outlier
+    clusters on the coarse one): a cell far denser than the baseline's density there, at
+    least ``_ISOLATION`` times denser than any cell next to it (a natural shift moves a smooth
+    density, an injection piles rows up), and at least ``_PURE`` one label."""
     hits: list[CellHit] = []
     if not ctx.plan.features:
         return hits
@@ -293,18 +609,28 @@ def cluster_hits(ctx: CellContext) -> list[CellHit]:
     if len(cont) >= 2 and len(cont) < len(every):
         # injected rows may vary the discrete fields: also look at the continuous ones alone
         grids += [(_FINE_GRID, 0.0, "fine", cont), (_FINE_GRID, 0.5, "fine", cont)]
-    grids.append((_COARSE_GRID, 0.0, "coarse", cont if cont else every))
+    grids += [(_COARSE_GRID, 0.0, "coarse", cont if cont else every),
+              (_COARSE_GRID, 0.5, "coarse", cont if cont else every)]
     for width, offset, mode, cols in grids:
         ks = _grid_keys(ctx, ctx.z_s, width, offset, cols)
         kb = _grid_keys(ctx, ctx.z_b, width, offset, cols)
-        # a row with a null number has no position on the grid (a null-rate change is drift)
-        numeric = [j for j in cols if ctx.plan.features[j].kind == "numeric"]
-        valid = (~np.isnan(ctx.z_s[:, numeric]).any(axis=1),
-                 ~np.isnan(ctx.z_b[:, numeric]).any(axis=1))
+        if mode == "fine" and cols is every:
+            # near-duplicates of a row with nulls: nulls sit at a coordinate of their own
+            valid = (np.ones(len(ks), dtype=bool), np.ones(len(kb), dtype=bool))
+        else:  # a row with a null number has no position (a null-rate change is drift)
+            numeric = [j for j in cols if ctx.plan.features[j].kind == "numeric"]
+            valid = (~np.isnan(ctx.z_s[:, numeric]).any(axis=1),
+                     ~np.isnan(ctx.z_b[:, numeric]).any(axis=1))
+        found = _density(ctx, ks, kb, valid)
+        if not found:
+            continue
+        uniq, counts = np.unique(ks[valid[0]], return_counts=True)
+        dense = np.unique(ks[[member for member, _, _, _ in found]])
         name = "near-duplicate cluster" if mode == "fine" else "dense outlier cluster"
-        for _, label, rows, st in _test_view(ctx, f"grid:{width:g}", ks, kb, mode, valid):
-            if mode == "coarse" and _explained_by_baseline(st):
-                continue  # covariate shift into a region the baseline already labels so
+        for member, rows, label, st in found:
+            peak, split = _neighbour_peak(ctx, member, width, offset, cols, uniq, counts, dense)
+            if st["n"] < _ISOLATION * max(peak, 1) or split > _SPLIT_CELLS:
+                continue
             parts = []
             for j, f in enumerate(ctx.plan.features):
                 col = ctx.z_s[rows, j].astype(np.float64)
@@ -314,5 +640,6 @@ def cluster_hits(ctx: CellContext) -> list[CellHit]:
                     parts.append(f"{f.name}~{centre * f.scale + f.center:.4g}")
             desc = f"{name} of {len(rows)} rows near " + ", ".join(parts[:8])
             hits.append(CellHit("poison.injected_cluster", f"grid:{width:g}", label, rows,
-                                int(st["n"]), st["e"], st["purity"], st["base"], desc))
+                                int(st["n"]), st["e"], st["purity"], 0.0, desc,
+                                len(rows), st["z"]))
     return hits

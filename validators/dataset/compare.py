@@ -58,6 +58,8 @@ class DatasetComparison:
     profile: DatasetProfile | None
     baseline_profile: DatasetProfile | None = None
     rows: dict[str, np.ndarray] = field(default_factory=dict)  # every suspicious row, per rule
+    # rows of a finding that proves a change but cannot single rows out (per rule)
+    candidates: dict[str, np.ndarray] = field(default_factory=dict)
     label: str | None = None
     id_column: str | None = None
     seconds: float = 0.0
@@ -160,6 +162,7 @@ def _compare(ssrc: DataSource, bsrc: DataSource | None, bprof: DatasetProfile | 
     codes = LabelCodes()
     findings: list[Finding] = []
     rows: dict[str, np.ndarray] = {}
+    candidates: dict[str, np.ndarray] = {}
     clock = Clock()
     common = [n for n in ssrc.schema.names
               if (bsrc is not None and n in bsrc.schema.names) and n not in (label, id_col)]
@@ -198,7 +201,8 @@ def _compare(ssrc: DataSource, bsrc: DataSource | None, bprof: DatasetProfile | 
     if b is not None and plan is not None and both_label is not None:
         classes = len(codes.codes)
         if b.labels is not None and 2 <= classes <= MAX_CLASSES:
-            findings.extend(poison_findings(b, s, plan, codes, classes, display, cap, rows, clock))
+            findings.extend(poison_findings(b, s, plan, codes, classes, display, cap, rows, clock,
+                                            candidates))
         elif classes > MAX_CLASSES:
             findings.append(Finding("dataset.poison_skipped", Severity.INFO, display,
                                     f"label {both_label!r} has {classes} values; poisoning "
@@ -207,7 +211,7 @@ def _compare(ssrc: DataSource, bsrc: DataSource | None, bprof: DatasetProfile | 
     report = ScanReport(display, tuple(findings), errored=False, threshold=threshold,
                         scanners=(_SCANNER,))
     clock.lap("report")
-    return DatasetComparison(report, s.profile, bprof, rows, label, id_col,
+    return DatasetComparison(report, s.profile, bprof, rows, candidates, label, id_col,
                              time.perf_counter() - start, clock.stages)
 
 

@@ -26,6 +26,7 @@ from custody.validators.dataset.profile import (
 from custody.validators.findings import Finding, Severity
 
 _PSI_BINS = 10
+_W_TRIM = 0.01  # quantile levels below and above are left out of the Wasserstein distance
 _EPS = 1e-4
 
 
@@ -84,14 +85,20 @@ def _numeric_bins(b: ColumnProfile, s: ColumnProfile) -> tuple[np.ndarray, np.nd
 
 
 def wasserstein_normalised(b: ColumnProfile, s: ColumnProfile) -> float:
+    """Wasserstein-1 between the central 98% of the two distributions (quantile levels 1% to
+    99%: a handful of extreme values in a heavy tail must not decide it; PSI's outer bins see
+    the tails), divided by the baseline's robust spread (the larger of the trimmed standard
+    deviation and IQR / 1.349)."""
     qb, qs = np.asarray(b.quantiles), np.asarray(s.quantiles)
     if len(qb) != len(qs):
         grid = np.linspace(0, 1, 257)
         qb, qs = np.quantile(qb, grid), np.quantile(qs, grid)
-    w = float(np.mean(np.abs(qb - qs)))
-    spread = b.std or 0.0
+    cut = round(_W_TRIM * (len(qb) - 1))
+    core_b, core_s = (qb[cut:len(qb) - cut], qs[cut:len(qs) - cut]) if len(qb) > 2 * cut + 1 \
+        else (qb, qs)
+    w = float(np.mean(np.abs(core_b - core_s)))
     iqr = float(np.quantile(qb, 0.75) - np.quantile(qb, 0.25)) / 1.349
-    scale = max(spread, iqr)
+    scale = max(float(np.std(core_b)), iqr)
     if scale <= 0:
         scale = max(abs(b.mean or 0.0), 1.0)
     return w / scale

@@ -12,9 +12,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _NULL = np.uint64(0x9E3779B97F4A7C15)
 _NAN = np.float64("nan")
 MAX_CLASSES = 100
+NULL_SCORE = -6.0  # where a null number sits among normal scores
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
@@ -46,12 +47,46 @@ def mix64(x: np.ndarray) -> np.ndarray:
     return np.asarray(x ^ (x >> np.uint64(31)), dtype=np.uint64)
 
 
-def _hash_text(values: list[Any]) -> np.ndarray:
-    out = np.empty(len(values), dtype=np.uint64)
-    for i, v in enumerate(values):
-        data = v.encode() if isinstance(v, str) else repr(v).encode()
-        out[i] = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
-    return out
+def _string_words(array: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The UTF-8 bytes of a string array as (start offsets, lengths, unaligned uint64 view)."""
+    if not pa.types.is_large_string(array.type):
+        array = array.cast(pa.large_string())
+    n = len(array)
+    bufs = array.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64)[array.offset:array.offset + n + 1]
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None \
+        else np.zeros(0, dtype=np.uint8)
+    lo = int(offsets[0]) if n else 0
+    hi = int(offsets[-1]) if n else 0
+    padded = np.zeros(hi - lo + 8, dtype=np.uint8)
+    padded[:hi - lo] = data[lo:hi]
+    words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded.data, strides=(1,))
+    return offsets[:-1] - lo, np.diff(offsets), words
+
+
+def hash_strings(array: pa.Array) -> np.ndarray:
+    """A 64-bit hash of each string's UTF-8 bytes (nulls: a constant), vectorised.
+
+    The bytes are read eight at a time (little-endian, zero-padded), each word mixed into the
+    state with splitmix64 together with its position; the state starts from the length. It is
+    part of the stored reference format (``reference.py``): changing it is a format change."""
+    starts, lengths, words = _string_words(array)
+    h = mix64(lengths.astype(np.uint64) ^ _NULL)
+    longest = int(lengths.max(initial=0))
+    full = np.uint64(0xFFFFFFFFFFFFFFFF)
+    for j in range(0, longest, 8):
+        live = lengths > j
+        rem = np.minimum(lengths - j, 8).astype(np.uint64)
+        w = words[np.where(live, starts + j, 0)]
+        mask = np.where(rem >= 8, full,
+                        (np.uint64(1) << np.minimum(rem * np.uint64(8), np.uint64(63)))
+                        - np.uint64(1))
+        mixed = mix64(h ^ ((w & mask) + np.uint64(j + 1) * np.uint64(0x9E3779B1)))
+        h = np.where(live, mixed, h)
+    if array.null_count:
+        valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False))
+        h = np.where(valid, h, _NULL)
+    return np.asarray(h, dtype=np.uint64)
 
 
 def column_hash(array: pa.Array) -> np.ndarray:
@@ -64,14 +99,15 @@ def column_hash(array: pa.Array) -> np.ndarray:
         bits[np.isnan(x)] = _NULL
         return bits
     if kind == CATEGORICAL:
-        enc = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
-        table = np.append(_hash_text(enc.dictionary.to_pylist()), _NULL)
-        idx = enc.indices.fill_null(len(enc.dictionary)).to_numpy(zero_copy_only=False)
-        return np.asarray(table[idx.astype(np.int64)], dtype=np.uint64)
+        if pa.types.is_dictionary(array.type):
+            table = np.append(hash_strings(pc.cast(array.dictionary, pa.string())), _NULL)
+            idx = array.indices.fill_null(len(array.dictionary)).to_numpy(zero_copy_only=False)
+            return np.asarray(table[idx.astype(np.int64)], dtype=np.uint64)
+        return hash_strings(array)
     text = pc.cast(array, pa.string()) if not pa.types.is_nested(array.type) else None
     if text is None:
         return np.full(len(array), _NULL, dtype=np.uint64)
-    return column_hash(text)
+    return hash_strings(text)
 
 
 def row_hashes(batch: pa.RecordBatch, columns: Sequence[str]) -> np.ndarray:
@@ -116,6 +152,22 @@ class Feature:
     continuous: bool = False  # numeric with more distinct values than a value table holds
     fine_edges: np.ndarray = field(default_factory=lambda: np.zeros(0))
     coarse_edges: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    rank_points: np.ndarray = field(default_factory=lambda: np.zeros(0))  # encoded values
+    rank_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their normal scores
+
+    def normal_scores(self, z: np.ndarray) -> np.ndarray:
+        """Encoded numbers as normal scores of the baseline's distribution (mid-ranks through
+        the inverse normal CDF), so heavy tails do not squeeze the bulk; beyond the baseline's
+        range half a unit further out; nulls at ``NULL_SCORE`` (they neighbour each other)."""
+        x = z.astype(np.float64)
+        if len(self.rank_points) < 2:
+            out = np.clip(np.nan_to_num(x, nan=NULL_SCORE), -4.0, 4.0)
+        else:
+            out = np.interp(x, self.rank_points, self.rank_scores)
+            out[x > self.rank_points[-1]] = self.rank_scores[-1] + 0.5
+            out[x < self.rank_points[0]] = self.rank_scores[0] - 0.5
+        out[np.isnan(x)] = NULL_SCORE
+        return out
 
     def encode(self, array: pa.Array) -> np.ndarray:
         if self.kind == NUMERIC:
@@ -199,6 +251,18 @@ def _edges(quantiles: list[float], center: float, scale: float, bins: int) -> np
     return np.unique(((picks - center) / scale).astype(np.float32))
 
 
+def _rank_scores(quantiles: list[float], center: float, scale: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    q = (np.asarray(quantiles, dtype=np.float64) - center) / scale
+    if len(q) < 2:
+        return np.zeros(0), np.zeros(0)
+    inv = NormalDist().inv_cdf
+    levels = np.array([inv((i + 0.5) / len(q)) for i in range(len(q))])
+    points, index = np.unique(q.astype(np.float32).astype(np.float64), return_inverse=True)
+    scores = np.bincount(index, weights=levels) / np.bincount(index)
+    return points, scores
+
+
 def build_plan(profile: DatasetProfile, columns: Sequence[str]) -> FeaturePlan:
     """Features from the baseline profile, in ``columns`` order."""
     feats: list[Feature] = []
@@ -210,9 +274,11 @@ def build_plan(profile: DatasetProfile, columns: Sequence[str]) -> FeaturePlan:
             iqr = float(np.quantile(q, 0.75) - np.quantile(q, 0.25)) / 1.349
             scale = iqr if iqr > 0 else (col.std or 0.0)
             scale = scale if scale > 0 else 1.0
+            points, scores = _rank_scores(col.quantiles, center, scale)
             feats.append(Feature(name, NUMERIC, center, scale, continuous=col.values is None,
                                  fine_edges=_edges(col.quantiles, center, scale, 64),
-                                 coarse_edges=_edges(col.quantiles, center, scale, 8)))
+                                 coarse_edges=_edges(col.quantiles, center, scale, 8),
+                                 rank_points=points, rank_scores=scores))
         elif col.kind == CATEGORICAL and col.values is not None:
             vocab = {str(v): i for i, (v, _) in enumerate(col.values)}
             feats.append(Feature(name, CATEGORICAL, vocab=vocab, known=len(vocab)))

@@ -3,10 +3,12 @@
 - ``label_changes``: rows whose id is in the baseline with another label (in-place relabelling).
 - ``conflicting_duplicates``: rows identical on every feature to a baseline row (whose label
   is unambiguous) but carrying another label, beyond the conflict rate the baseline itself has.
-- ``knn_disagreement``: rows whose label disagrees with (nearly) all of their k nearest
-  baseline neighbours, beyond the baseline's own leave-one-out rate of such rows. Scalable: the
-  reference set is the baseline's row sample (capped), features are the most label-informative
-  encoded columns (capped), and only rows a naive-Bayes screen finds doubtful are queried.
+- ``knn_disagreement``: rows whose label disagrees with all of their k nearest baseline
+  neighbours, beyond what the baseline predicts for rows in the same place. The reference set
+  is the fit half of the baseline's row sample; the null model is measured on the held-out
+  half, queried exactly as snapshot rows are (same screen, same k, same reference), per
+  stratum of the baseline model's label-free prediction and reweighted for a label shift; the
+  snapshot's strata weight it (so a covariate shift moves the expectation with the rows).
 
 ``RuleHit`` carries the rows (0-based positions in file order) and plain-JSON evidence.
 """
@@ -23,13 +25,12 @@ import numpy as np
 from custody.validators.dataset.encode import FeaturePlan
 
 _KNN_K = 10
-_KNN_AGREE = 1.0  # a row is "disagreeing" when at least this share of neighbours has another label
-_KNN_REFERENCE = 20_000
 _KNN_DIMS = 6
-_SELF_RATE_ROWS = 5_000
+_KNN_Z = 5.0
+_KNN_RATIO = 1.25  # disagreeing rows must be at least this many times the expected number
 _MIN_EXCESS_SHARE = 0.0005  # the kNN rule needs an excess of at least this share of rows
-_NB_BINS_CAP = 64
-_NB_SCREEN = 0.35  # rows whose own label has less naive-Bayes probability are queried
+_MIN_STRATUM_ROWS = 50.0  # strata with fewer held-out rows use the pooled rate
+_NB_SCREEN = 0.35  # rows whose own label has less model probability are queried
 
 
 @dataclass
@@ -111,51 +112,34 @@ def conflicting_duplicates(h_b: np.ndarray, y_b: np.ndarray, h_s: np.ndarray, y_
 
 
 @dataclass
-class NaiveBayes:
-    """Per-feature binned likelihoods from the baseline sample: a cheap screen and prior."""
+class ModelView:
+    """What the model-based rules share: the baseline sample's fit and held-out halves
+    (encoded), the calibrated model's probabilities for the held-out rows and the snapshot,
+    and the snapshot's label-shift weights."""
 
-    log_prior: np.ndarray
-    log_lik: np.ndarray  # (features, _NB_BINS_CAP, classes)
+    plan: FeaturePlan
+    classes: int
+    z_fit: np.ndarray
+    y_fit: np.ndarray
+    z_hold: np.ndarray
+    y_hold: np.ndarray
+    p_hold: np.ndarray  # (held-out rows x classes) calibrated
+    strata_hold: np.ndarray
+    p_s: np.ndarray  # (snapshot rows x classes) calibrated
+    own_s: np.ndarray  # p(own label | row) (the screen)
+    strata_s: np.ndarray
+    log_w: np.ndarray  # the snapshot's label-shift weights (the kNN null model)
+    relevance: np.ndarray
 
-    @classmethod
-    def fit(cls, bins: np.ndarray, y: np.ndarray, classes: int) -> NaiveBayes:
-        ok = y >= 0
-        bins, y = bins[ok], y[ok]
-        prior = np.bincount(y, minlength=classes).astype(np.float64) + 1.0
-        lik = np.ones((bins.shape[1], _NB_BINS_CAP, classes))
-        for j in range(bins.shape[1]):
-            np.add.at(lik[j], (bins[:, j], y), 1.0)
-        lik /= lik.sum(axis=1, keepdims=True)
-        return cls(np.log(prior / prior.sum()), np.log(lik))
 
-    def proba(self, bins: np.ndarray) -> np.ndarray:
-        out = np.empty((len(bins), len(self.log_prior)), dtype=np.float16)
-        for start in range(0, len(bins), 1 << 20):
-            out[start:start + (1 << 20)] = self._proba(bins[start:start + (1 << 20)])
-        return out
+_STRATA_EDGES = np.array([0.5, 0.7, 0.85, 0.95, 0.98, 0.99, 0.995], dtype=np.float32)
 
-    def _proba(self, bins: np.ndarray) -> np.ndarray:
-        logp = np.broadcast_to(self.log_prior, (len(bins), len(self.log_prior))).copy()
-        for j in range(bins.shape[1]):
-            logp += self.log_lik[j][bins[:, j]]
-        logp -= logp.max(axis=1, keepdims=True)
-        p = np.exp(logp)
-        # float16: the rules compare these with coarse thresholds; it halves the memory
-        return np.asarray(p / p.sum(axis=1, keepdims=True), dtype=np.float16)
 
-    def information(self, bins: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Mutual information of each feature's bins with the label (feature relevance)."""
-        ok = y >= 0
-        out = np.zeros(bins.shape[1])
-        classes = len(self.log_prior)
-        for j in range(bins.shape[1]):
-            joint = np.zeros((_NB_BINS_CAP, classes))
-            np.add.at(joint, (bins[ok, j], y[ok]), 1.0)
-            joint /= max(joint.sum(), 1.0)
-            pa_, pb_ = joint.sum(axis=1, keepdims=True), joint.sum(axis=0, keepdims=True)
-            nz = joint > 0
-            out[j] = float(np.sum(joint[nz] * np.log(joint[nz] / (pa_ @ pb_)[nz])))
-        return out
+def strata(proba: np.ndarray) -> np.ndarray:
+    """A label-free stratum per row: the predicted class and how sure the model is."""
+    top = np.argmax(proba, axis=1).astype(np.int64)
+    sure = np.searchsorted(_STRATA_EDGES, proba.max(axis=1), side="right")
+    return np.asarray(top * (len(_STRATA_EDGES) + 1) + sure, dtype=np.int32)
 
 
 def _knn_space(plan: FeaturePlan, z_ref: np.ndarray, y_ref: np.ndarray, classes: int,
@@ -163,117 +147,145 @@ def _knn_space(plan: FeaturePlan, z_ref: np.ndarray, y_ref: np.ndarray, classes:
     """Pick the most informative features; categorical ones get a target encoding."""
     chosen = [int(j) for j in np.argsort(-relevance)[:_KNN_DIMS] if relevance[j] > 1e-4]
     encoders: list[np.ndarray | None] = []
+    ok = y_ref >= 0
+    prior = np.bincount(y_ref[ok], minlength=classes) / max(int(ok.sum()), 1)
     for j in chosen:
         f = plan.features[j]
         if f.kind == "numeric":
             encoders.append(None)
             continue
         codes = np.where(np.isnan(z_ref[:, j]), -1, z_ref[:, j]).astype(np.int64) + 1
-        size = int(codes.max(initial=0)) + 2
+        size = f.known + 2
+        codes = np.minimum(codes, size - 1)
         counts = np.zeros((size, classes))
-        ok = y_ref >= 0
         np.add.at(counts, (codes[ok], y_ref[ok]), 1.0)
-        prior = counts.sum(axis=0) / max(counts.sum(), 1.0)
-        share = (counts + 2 * prior) / (counts.sum(axis=1, keepdims=True) + 2)
-        top = int(np.argmax(prior))
+        share = (counts + 5 * prior) / (counts.sum(axis=1, keepdims=True) + 5)
+        # the class whose share varies most across values carries the feature
+        top = int(np.argmax((share[codes[ok]] ** 2).mean(axis=0) - share[codes[ok]].mean(
+            axis=0) ** 2))
         col = share[:, top]
+        centre = float(col[codes].mean())
         spread = float(np.std(col[codes])) or 1.0
-        encoders.append(np.append((col - col[codes].mean()) / spread, 0.0))
+        enc = (col - centre) / spread
+        enc[size - 1] = 0.0  # never-seen values: no information
+        encoders.append(enc)
     return chosen, encoders
 
 
-def _complete(z: np.ndarray, chosen: list[int], encoders: list[np.ndarray | None]
-              ) -> np.ndarray:
-    numeric = [j for j, enc in zip(chosen, encoders, strict=True) if enc is None]
-    if not numeric:
-        return np.ones(len(z), dtype=bool)
-    return np.asarray(~np.isnan(z[:, numeric]).any(axis=1))
-
-
-def _embed(z: np.ndarray, chosen: list[int], encoders: list[np.ndarray | None]) -> np.ndarray:
+def _embed(plan: FeaturePlan, z: np.ndarray, chosen: list[int],
+           encoders: list[np.ndarray | None]) -> np.ndarray:
     out = np.empty((len(z), len(chosen)), dtype=np.float64)
     for k, (j, enc) in enumerate(zip(chosen, encoders, strict=True)):
         col = z[:, j]
         if enc is None:
-            out[:, k] = np.clip(np.nan_to_num(col, nan=0.0), -10, 10)
+            out[:, k] = plan.features[j].normal_scores(col)
         else:
             codes = np.where(np.isnan(col), -1, col).astype(np.int64) + 1
-            codes = np.where(codes < len(enc) - 1, codes, len(enc) - 1)
-            out[:, k] = enc[codes]
+            out[:, k] = enc[np.minimum(codes, len(enc) - 1)]
     return out
 
 
-def fit_screen(z_ref: np.ndarray, y_ref: np.ndarray, coarse_ref: np.ndarray,
-               coarse_s: np.ndarray, classes: int
-               ) -> tuple[NaiveBayes, np.ndarray, np.ndarray]:
-    """Naive Bayes on the baseline sample's coarse bins: the model, p(label | row) for every
-    snapshot row, and each feature's mutual information with the label."""
-    ok = y_ref >= 0
-    b_ref = np.minimum(coarse_ref[ok], _NB_BINS_CAP - 1)
-    nb = NaiveBayes.fit(b_ref, y_ref[ok], classes)
-    proba = nb.proba(np.minimum(coarse_s, _NB_BINS_CAP - 1))
-    return nb, proba, nb.information(b_ref, y_ref[ok])
-
-
-def knn_disagreement(plan: FeaturePlan, z_ref: np.ndarray, y_ref: np.ndarray,
-                     coarse_ref: np.ndarray, z_s: np.ndarray, y_s: np.ndarray,
-                     eligible: np.ndarray, classes: int, nb: NaiveBayes, proba_s: np.ndarray,
-                     relevance: np.ndarray) -> RuleHit | None:
+def knn_disagreement(view: ModelView, z_s: np.ndarray, y_s: np.ndarray, eligible: np.ndarray
+                     ) -> KnnResult | None:
     """The kNN rule (see the module docstring)."""
     # scipy (a dependency of scikit-learn and great-expectations) ships no type stubs
     ckdtree = importlib.import_module("scipy.spatial").cKDTree
 
-    ok = y_ref >= 0
-    if ok.sum() < 4 * _KNN_K or not plan.features or classes < 2:
+    ok = view.y_fit >= 0
+    if ok.sum() < 4 * _KNN_K or not view.plan.features or view.classes < 2 \
+            or (view.y_hold >= 0).sum() < 4 * _KNN_K:
         return None
-    z_ref, y_ref, coarse_ref = z_ref[ok], y_ref[ok], np.minimum(coarse_ref[ok], _NB_BINS_CAP - 1)
-    chosen, encoders = _knn_space(plan, z_ref, y_ref, classes, relevance)
+    z_ref, y_ref = view.z_fit[ok], view.y_fit[ok]
+    chosen, encoders = _knn_space(view.plan, z_ref, y_ref, view.classes, view.relevance)
     if not chosen:
         return None
-    rng = np.random.default_rng(7)
-    ref_idx = np.sort(rng.permutation(len(z_ref))[:_KNN_REFERENCE])
-    ref = _embed(z_ref[ref_idx], chosen, encoders)
-    ref_y = y_ref[ref_idx]
-    tree = ckdtree(ref)
+    tree = ckdtree(_embed(view.plan, z_ref, chosen, encoders))
 
-    def disagree(points: np.ndarray, labels: np.ndarray, self_match: bool) -> np.ndarray:
-        k = _KNN_K + 1 if self_match else _KNN_K
-        _, ind = tree.query(points, k=k, workers=2)
-        neigh = ref_y[ind[:, 1:] if self_match else ind]
-        share_own = (neigh == labels[:, None]).mean(axis=1)
-        return np.asarray(share_own <= 1.0 - _KNN_AGREE)
+    def disagree(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        if len(z) == 0:
+            return np.zeros(0, dtype=bool)
+        _, ind = tree.query(_embed(view.plan, z, chosen, encoders), k=_KNN_K, workers=2)
+        return np.asarray((y_ref[ind] == labels[:, None]).sum(axis=1) == 0)
 
-    # The baseline's own rate of such rows, with the same screen: sample rows outside the
-    # reference set are queried as they are; when the sample is small, leave-one-out on it.
-    outside = np.setdiff1d(np.arange(len(z_ref)), ref_idx)
-    if len(outside) >= _SELF_RATE_ROWS:
-        probe_z, probe_y, probe_bins = z_ref[outside], y_ref[outside], coarse_ref[outside]
-        loo = False
-    else:
-        probe_z, probe_y, probe_bins = z_ref[ref_idx], ref_y, coarse_ref[ref_idx]
-        loo = True
-    doubtful = (nb.proba(probe_bins)[np.arange(len(probe_y)), probe_y] < _NB_SCREEN) \
-        & _complete(probe_z, chosen, encoders)
-    base_hits = int(disagree(_embed(probe_z[doubtful], chosen, encoders), probe_y[doubtful],
-                             loo).sum())
-    n_probe = max(len(probe_y), 1)
-    base_rate = base_hits / n_probe
+    # the null model: held-out baseline rows, screened and queried exactly as snapshot rows
+    h_rows = np.flatnonzero(view.y_hold >= 0)
+    y_h = view.y_hold[h_rows]
+    own_h = view.p_hold[h_rows, y_h]
+    h_screen = np.flatnonzero(own_h < _NB_SCREEN)
+    h_flag = np.zeros(len(h_rows), dtype=bool)
+    h_flag[h_screen] = disagree(view.z_hold[h_rows[h_screen]], y_h[h_screen])
+    weight = np.exp(view.log_w)[y_h]  # a label shift reweights the held-out rows
+    st_h = view.strata_hold[h_rows]
+    size = int(max(st_h.max(initial=0), view.strata_s.max(initial=0))) + 1
+    w_tot = np.bincount(st_h, weights=weight, minlength=size)
+    w_sq = np.bincount(st_h, weights=weight * weight, minlength=size)
+    w_flag = np.bincount(st_h, weights=weight * h_flag, minlength=size)
+    pooled = float(w_flag.sum() / max(w_tot.sum(), 1e-9))
+    sparse = w_tot < _MIN_STRATUM_ROWS
+    rate = np.where(sparse, pooled, w_flag / np.maximum(w_tot, 1e-9))
+    n_eff = np.where(sparse, len(h_rows), w_tot ** 2 / np.maximum(w_sq, 1e-9))
 
-    # rows with a null in a numeric kNN feature have no place in that space: not queried
-    cand = np.flatnonzero(eligible & (y_s >= 0) & _complete(z_s, chosen, encoders))
-    q = len(cand)
-    screen = cand[proba_s[cand, y_s[cand]] < _NB_SCREEN]
-    hits = screen[disagree(_embed(z_s[screen], chosen, encoders), y_s[screen], False)]
-    d = len(hits)
-    expected = q * base_rate
-    excess = d - expected
-    # the natural rate is itself estimated from n_probe rows: its error scales with q
-    rate_var = max(base_rate, 1.0 / n_probe) * (1 - base_rate)
-    z = excess / math.sqrt(q * rate_var + q * q * rate_var / n_probe + 1)
-    ev = {"k": _KNN_K, "agreement": _KNN_AGREE, "queried_rows": q, "screened_rows": len(screen),
-          "expected_natural": round(expected, 2), "baseline_rate": round(base_rate, 6),
-          "baseline_probe_rows": n_probe,
-          "features": [plan.features[j].name for j in chosen], "z": round(z, 2)}
-    if excess < max(10.0, _MIN_EXCESS_SHARE * q) or z < 5:
-        return None
-    return RuleHit(hits, ev)
+    cand = np.flatnonzero(eligible & (y_s >= 0))
+    per_stratum = np.bincount(view.strata_s[cand], minlength=size).astype(np.float64)
+    screen = cand[view.own_s[cand] < _NB_SCREEN]
+    hits = screen[disagree(z_s[screen], y_s[screen])]
+    return KnnResult(hits, view.strata_s[hits], per_stratum, rate, n_eff, len(cand),
+                     len(screen), pooled, len(h_rows),
+                     [view.plan.features[j].name for j in chosen])
+
+
+@dataclass
+class KnnResult:
+    """The kNN rule's disagreeing snapshot rows and the null model per stratum; ``test``
+    decides, once the rows other rules already explain are set aside."""
+
+    hits: np.ndarray
+    hit_strata: np.ndarray
+    per_stratum: np.ndarray  # queried snapshot rows per stratum
+    rate: np.ndarray  # the null rate per stratum (held-out rows)
+    n_eff: np.ndarray
+    queried: int
+    screened: int
+    pooled: float
+    holdout: int
+    features: list[str]
+
+    def test(self, p_own: np.ndarray, explained: np.ndarray | None = None) -> RuleHit | None:
+        """The weighted excess test; ``p_own`` ranks rows (least likely label first);
+        ``explained`` rows (flagged by other rules) are not counted or listed."""
+        hits, strata_h = self.hits, self.hit_strata
+        if explained is not None and len(explained):
+            keep = ~np.isin(hits, explained)
+            hits, strata_h = hits[keep], strata_h[keep]
+        size = len(self.rate)
+        found = np.bincount(strata_h, minlength=size).astype(np.float64)
+        rate, n_eff = self.rate, self.n_eff
+        expected_s = self.per_stratum * rate
+        var_rate = np.maximum(rate, 0.5 / np.maximum(n_eff, 1.0)) * (1 - rate) / n_eff
+        # random flips add about the same rate to every stratum, the null rate differs:
+        # weigh each stratum's excess by 1 / its null rate (the locally most powerful
+        # combination)
+        omega = 1.0 / np.maximum(rate, 1.0 / np.maximum(n_eff, 1.0))
+        excess_s = found - expected_s
+        t_stat = float(np.sum(omega * excess_s))
+        var_t = float(np.sum(omega ** 2 * (np.maximum(found, expected_s)
+                                           + self.per_stratum ** 2 * var_rate)))
+        z = t_stat / math.sqrt(var_t + 1.0)
+        ratio = float(np.sum(omega * found) / max(float(np.sum(omega * expected_s)), 1e-9))
+        d, expected = len(hits), float(expected_s.sum())
+        excess = d - expected
+        ev = {"k": _KNN_K, "queried_rows": self.queried, "screened_rows": self.screened,
+              "disagreeing_rows": d, "expected_natural": round(expected, 2),
+              "ratio": round(ratio, 3), "z": round(z, 2), "baseline_rate": round(self.pooled, 6),
+              "holdout_rows": self.holdout, "features": self.features}
+        if excess < max(10.0, _MIN_EXCESS_SHARE * self.queried) or z < _KNN_Z \
+                or ratio < _KNN_RATIO:
+            return None
+        # per stratum, the rows its excess is made of: the least likely labels first
+        listed: list[np.ndarray] = []
+        for st in np.flatnonzero(excess_s >= 1.0):
+            mine = hits[strata_h == st]
+            order = np.argsort(p_own[mine], kind="stable")
+            listed.append(mine[order[: math.ceil(excess_s[st])]])
+        named = np.sort(np.concatenate(listed)) if listed else np.zeros(0, dtype=np.int64)
+        return RuleHit(named, ev)

@@ -77,10 +77,11 @@ class DataSource:
                 yield _conform(batch, self.schema if cols is None else _sub(self.schema, cols))
 
     def _csv_batches(self, cols: list[str] | None) -> Iterator[pa.RecordBatch]:
-        convert = pacsv.ConvertOptions(column_types=self.csv_types, include_columns=cols)
+        convert = _convert(self.csv_types, cols)
         read = pacsv.ReadOptions(block_size=32 << 20)
         with pacsv.open_csv(self.path, read_options=read, convert_options=convert) as reader:
-            yield from reader
+            for batch in reader:
+                yield _conform(batch, self.schema if cols is None else _sub(self.schema, cols))
 
 
 def _sub(schema: pa.Schema, cols: list[str]) -> pa.Schema:
@@ -109,35 +110,66 @@ def _unify(schemas: list[pa.Schema]) -> pa.Schema:
         raise DatasetReadError(f"Parquet files of the directory disagree on types: {exc}") from exc
 
 
+def _convert(types: dict[str, pa.DataType], cols: list[str] | None = None
+             ) -> pacsv.ConvertOptions:
+    """How CSV cells become values: an empty field is a null (strings included, as a Parquet
+    null is written by CSV writers); a quoted empty field ``""`` stays an empty string."""
+    return pacsv.ConvertOptions(column_types=types, include_columns=cols,
+                                strings_can_be_null=True, quoted_strings_can_be_null=False)
+
+
 def _csv_schema(path: Path, types: dict[str, pa.DataType]) -> pa.Schema:
-    convert = pacsv.ConvertOptions(column_types=types)
-    with pacsv.open_csv(path, convert_options=convert) as reader:
+    with pacsv.open_csv(path, convert_options=_convert(types)) as reader:
         return reader.schema
 
 
+def _csv_type(typ: pa.DataType) -> pa.DataType | None:
+    """The type a CSV column is parsed as to give back a baseline column of type ``typ``
+    (dictionary-encoded columns as their values; nested and binary columns: inferred)."""
+    if pa.types.is_dictionary(typ):
+        typ = typ.value_type
+    if pa.types.is_nested(typ) or pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
+        return None
+    if pa.types.is_large_string(typ) or pa.types.is_string_view(typ):
+        return pa.string()
+    return typ
+
+
 def _csv_typing(path: Path, baseline: pa.Schema | None) -> tuple[pa.Schema, dict[str, pa.DataType]]:
-    """Parse CSV columns as the baseline's types; a column that does not parse is inferred."""
+    """Parse CSV columns as the baseline's types; a column that does not parse is inferred.
+
+    Typed this way, a CSV export of a Parquet table reads back as that table: the same types
+    (int8 stays int8, a string of digits stays a string), nulls where the table had nulls."""
     try:
         inferred = _csv_schema(path, {})
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         raise DatasetReadError(f"{path}: not a readable CSV or Parquet file: {exc}") from exc
     if baseline is None:
         return inferred, {}
-    types = {
-        f.name: baseline.field(f.name).type
-        for f in inferred
-        if f.name in baseline.names and not pa.types.is_dictionary(baseline.field(f.name).type)
-    }
-    if not _parses(path, types):
-        types = {name: typ for name, typ in types.items() if _parses(path, {name: typ})}
+    types = {}
+    for f in inferred:
+        if f.name in baseline.names:
+            typ = _csv_type(baseline.field(f.name).type)
+            if typ is not None:
+                types[f.name] = typ
+    failed = _unparsed(path, types)
+    if failed:
+        types = {name: typ for name, typ in types.items()
+                 if name not in failed or _parses(path, {name: typ})}
     return _csv_schema(path, types), types
+
+
+def _unparsed(path: Path, types: dict[str, pa.DataType]) -> set[str]:
+    """The columns whose values do not all parse as the given types (empty: all parse)."""
+    if not types or _parses(path, types):
+        return set()
+    return set(types)
 
 
 def _parses(path: Path, types: dict[str, pa.DataType]) -> bool:
     """True when every value of the given columns parses as the given type (one pass)."""
-    convert = pacsv.ConvertOptions(column_types=types, include_columns=list(types))
     try:
-        with pacsv.open_csv(path, convert_options=convert) as reader:
+        with pacsv.open_csv(path, convert_options=_convert(types, list(types))) as reader:
             for _ in reader:
                 pass
     except pa.ArrowInvalid:

@@ -23,6 +23,7 @@ from custody.validators.dataset import poison
 from custody.validators.dataset.drift import Tolerances
 from custody.validators.dataset.encode import FeaturePlan, LabelCodes, column_hash, row_hashes
 from custody.validators.dataset.fingerprint import describe_schema, fingerprint_of
+from custody.validators.dataset.model import BinnedModel, bin_sizes, label_shift
 from custody.validators.dataset.profile import DatasetProfile, Profiler
 from custody.validators.dataset.reader import DataSource
 from custody.validators.findings import Finding, Severity
@@ -55,6 +56,7 @@ class Side:
     ids: np.ndarray | None
     z: np.ndarray | None = None
     sample_labels: np.ndarray | None = None
+    z_sample: np.ndarray | None = None  # the sample already encoded (a stored reference)
 
 
 def read_side(source: DataSource, profiler: Profiler, hash_cols: list[str], label: str | None,
@@ -114,12 +116,68 @@ def _rows_evidence(rows: np.ndarray, cap: int) -> dict[str, Any]:
 
 
 def poison_findings(b: Side, s: Side, plan: FeaturePlan, codes: LabelCodes, classes: int,
-                    path: str, cap: int, rows: dict[str, np.ndarray], clock: Clock
-                    ) -> list[Finding]:
-    """Every poisoning rule; suspicious rows go to ``rows`` (uncapped) and the findings."""
+                    path: str, cap: int, rows: dict[str, np.ndarray], clock: Clock,
+                    candidates: dict[str, np.ndarray] | None = None) -> list[Finding]:
+    """Every poisoning rule; suspicious rows go to ``rows`` (uncapped), rows a finding can
+    prove changed but not single out to ``candidates``, and the findings."""
     if b.labels is None or s.labels is None or s.z is None or b.sample_labels is None:
         return []
-    names = codes.names
+    candidates = {} if candidates is None else candidates
+    out, eligible = _exact_findings(b, s, codes.names, path, cap, rows)
+    clock.lap("poison_rows")
+    view, ctx = _model_view(b, s, plan, classes, eligible)
+    clock.lap("poison_encode")
+    z_s, y_s = s.z, s.labels
+    jobs: list[tuple[str, Callable[[], Any]]] = [
+        ("poison_knn", lambda: poison.knn_disagreement(view, z_s, y_s, eligible)),
+        ("poison_triggers", lambda: cellrules.trigger_hits(ctx) + cellrules.band_hits(ctx)),
+        ("poison_clusters", lambda: cellrules.cluster_hits(ctx)),
+    ]
+    if len(y_s) <= _PARALLEL_RULES_MAX_ROWS:
+        # independent rule families; numpy and scipy release the GIL
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [pool.submit(job) for _, job in jobs]
+            knn_result, cell_hits, clusters = (f.result() for f in futures)
+        clock.lap("poison_rules")
+    else:  # one at a time keeps the peak memory of large inputs down
+        results = []
+        for name, job in jobs:
+            results.append(job())
+            clock.lap(name)
+        knn_result, cell_hits, clusters = results
+    bands = [h for h in cell_hits if h.rule == "poison.boundary_relabel"]
+    triggers = [h for h in cell_hits if h.rule != "poison.boundary_relabel"]
+    if clusters:  # a cell whose excess is an injected cluster adds nothing
+        inside = np.unique(np.concatenate([h.rows for h in clusters]))
+        triggers = [h for h in triggers if not h.explained_by(inside, ctx.m_min)]
+        bands = [h for h in bands if not h.explained_by(inside, ctx.m_min)]
+    knn = None
+    if knn_result is not None:  # rows the other rules name are not label noise
+        named = [r for r in rows.values() if len(r)]
+        named += [h.rows for h in triggers + clusters if not h.candidates]
+        taken = np.unique(np.concatenate(named)) if named else np.zeros(0, dtype=np.int64)
+        p_own = view.p_s[np.arange(len(y_s)), np.maximum(y_s, 0)]
+        knn = knn_result.test(p_own, taken)
+    if knn is not None:
+        rows["poison.knn_disagreement"] = knn.rows
+        ev = knn.evidence
+        out.append(Finding(
+            "poison.knn_disagreement", Severity.HIGH, path,
+            f"{ev['disagreeing_rows']} row(s) carry a label that all of their {ev['k']} nearest "
+            f"baseline neighbours contradict where about {ev['expected_natural']:.0f} would be "
+            f"expected from the baseline's own noise; the {len(knn.rows)} least likely are "
+            "listed",
+            evidence={**_rows_evidence(knn.rows, cap), **ev}))
+        bands = []  # label noise distorts the reliability curve: that is what it shows
+    out += _cell_findings(triggers, bands, clusters, codes.names, path, cap, rows, candidates)
+    return out
+
+
+def _exact_findings(b: Side, s: Side, names: list[Any], path: str, cap: int,
+                    rows: dict[str, np.ndarray]) -> tuple[list[Finding], np.ndarray]:
+    """In-place relabels (by id) and conflicting exact duplicates; the mask of rows the
+    model-based rules may report (not a plain copy of a baseline row, not already named)."""
+    assert s.labels is not None and b.labels is not None  # noqa: S101 - checked by the caller
     out: list[Finding] = []
     n = len(s.labels)
     changed = np.zeros(n, dtype=bool)
@@ -132,9 +190,8 @@ def poison_findings(b: Side, s: Side, plan: FeaturePlan, codes: LabelCodes, clas
                 "poison.label_changed", Severity.HIGH, path,
                 f"{len(hit.rows)} row(s) keep their id but changed label since the baseline",
                 evidence={**_rows_evidence(hit.rows, cap), **hit.evidence,
-                          "transitions": {}}))
+                          "transitions": _transitions(hit.rows, s, b, names)}))
     dup, same = poison.conflicting_duplicates(b.hashes, b.labels, s.hashes, s.labels, changed)
-    transitions = _transitions(rows.get("poison.label_changed"), s, b, names)
     s.hashes, s.ids = np.zeros(0, dtype=np.uint64), None  # no longer needed: free the memory
     if dup is not None:
         rows["poison.conflicting_duplicate"] = dup.rows
@@ -142,69 +199,95 @@ def poison_findings(b: Side, s: Side, plan: FeaturePlan, codes: LabelCodes, clas
             "poison.conflicting_duplicate", Severity.HIGH, path,
             f"{len(dup.rows)} row(s) repeat a baseline row exactly but with another label",
             evidence={**_rows_evidence(dup.rows, cap), **dup.evidence}))
-    for f in out:
-        if f.rule_id == "poison.label_changed":
-            f.evidence["transitions"] = transitions
-    eligible = ~same & ~changed
-    del same, changed
-    clock.lap("poison_rows")
-    z_b = plan.encode_table(b.sample)
-    y_b = b.sample_labels
-    z_s, y_s = s.z, s.labels
-    fine_s, fine_b = plan.bin_matrix(s.z, True), plan.bin_matrix(z_b, True)
-    coarse_s, coarse_b = plan.coarse_from_fine(fine_s), plan.coarse_from_fine(fine_b)
-    nb, proba, relevance = poison.fit_screen(z_b, y_b, coarse_b, coarse_s, classes)
-    ctx = cellrules.CellContext(plan, s.z, s.labels, eligible, z_b, y_b,
-                                len(s.labels) / max(len(y_b), 1), classes, proba,
-                                fine_s, fine_b, coarse_s, coarse_b)
-    clock.lap("poison_encode")
-    jobs: list[tuple[str, Callable[[], Any]]] = [
-        ("poison_knn", lambda: poison.knn_disagreement(plan, z_b, y_b, coarse_b, z_s, y_s,
-                                                       eligible, classes, nb, proba,
-                                                       relevance)),
-        ("poison_triggers", lambda: cellrules.trigger_hits(ctx, relevance)),
-        ("poison_clusters", lambda: cellrules.cluster_hits(ctx)),
-    ]
-    if n <= _PARALLEL_RULES_MAX_ROWS:
-        # independent rule families; numpy and scipy release the GIL
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            futures = [pool.submit(job) for _, job in jobs]
-            knn, triggers, clusters = (f.result() for f in futures)
-        clock.lap("poison_rules")
-    else:  # one at a time keeps the peak memory of large inputs down
-        results = []
-        for name, job in jobs:
-            results.append(job())
-            clock.lap(name)
-        knn, triggers, clusters = results
-    if knn is not None:
-        rows["poison.knn_disagreement"] = knn.rows
-        out.append(Finding(
-            "poison.knn_disagreement", Severity.HIGH, path,
-            f"{len(knn.rows)} row(s) carry a label that all of their nearest baseline "
-            f"neighbours contradict; about {knn.evidence['expected_natural']:.0f} would be "
-            "expected from the baseline's own noise",
-            evidence={**_rows_evidence(knn.rows, cap), **knn.evidence}))
-    for rule, hits, what in (
-        ("poison.trigger_pattern", triggers,
-         "feature value(s) or value combination(s) predict one label far more strongly than "
-         "in the baseline (backdoor trigger or targeted relabelling)"),
-        ("poison.injected_cluster", clusters,
-         "dense cluster(s) of rows carrying one label where the baseline has few rows "
-         "(injected near-duplicates or outliers)"),
-    ):
+    return out, ~same & ~changed
+
+
+_CELL_RULES = {
+    "poison.trigger_pattern": "feature value(s) or value combination(s) carry one label far "
+    "more often than the baseline predicts for those rows (backdoor trigger or targeted "
+    "relabelling)",
+    "poison.boundary_relabel": "label(s) far more common than the baseline model predicts "
+    "among the rows it is unsure about (labels moved near the decision boundary)",
+    "poison.injected_cluster": "dense cluster(s) of rows carrying one label where the "
+    "baseline has few rows (injected near-duplicates or outliers)",
+}
+
+
+def _cell_findings(triggers: list[cellrules.CellHit], bands: list[cellrules.CellHit],
+                   clusters: list[cellrules.CellHit], names: list[Any], path: str, cap: int,
+                   rows: dict[str, np.ndarray], candidates: dict[str, np.ndarray]
+                   ) -> list[Finding]:
+    out: list[Finding] = []
+    for rule, hits in (("poison.trigger_pattern", triggers), ("poison.boundary_relabel", bands),
+                       ("poison.injected_cluster", clusters)):
         if not hits:
             continue
-        flagged = np.unique(np.concatenate([h.rows for h in hits]))
-        rows[rule] = flagged
-        hits.sort(key=lambda h: -len(h.rows))
+        named = [h.rows for h in hits if not h.candidates]
+        flagged = np.unique(np.concatenate(named)) if named else np.zeros(0, dtype=np.int64)
+        maybe = [h.rows for h in hits if h.candidates]
+        cand = np.setdiff1d(np.unique(np.concatenate(maybe)), flagged) if maybe \
+            else np.zeros(0, dtype=np.int64)
+        if len(flagged):
+            rows[rule] = flagged
+        if len(cand):
+            candidates[rule] = cand
+        hits.sort(key=lambda h: -h.z)
+        top = hits[0]
+        listed = flagged if len(flagged) else cand
         out.append(Finding(
-            rule, Severity.HIGH, path, f"{len(flagged)} row(s): {len(hits)} {what}; "
-            f"first: {hits[0].description} -> label {names[hits[0].label]!r}",
-            evidence={**_rows_evidence(flagged, cap),
+            rule, Severity.HIGH, path, f"{len(flagged)} row(s) named"
+            + (f", {len(cand)} candidate row(s) that cannot be told apart from natural ones"
+               if len(cand) else "")
+            + f": {len(hits)} {_CELL_RULES[rule]}; strongest: {top.description} -> label "
+            f"{names[top.label]!r} ({top.observed} rows where the baseline expects "
+            f"{top.expected_rows:.0f})",
+            evidence={**_rows_evidence(listed, cap), "rows_are_candidates": not len(flagged),
+                      "candidate_row_count": len(cand),
                       "patterns": [h.to_json(names) for h in hits[:20]],
                       "pattern_count": len(hits)}))
     return out
+
+
+_FIT_ROWS = 32_768  # baseline sample rows the model and the kNN reference learn from
+_SPLIT_SEED = 0x5A17
+
+
+def _model_view(b: Side, s: Side, plan: FeaturePlan, classes: int, eligible: np.ndarray
+                ) -> tuple[poison.ModelView, cellrules.CellContext]:
+    """Fit the baseline model on half the baseline sample, calibrate it on the other half,
+    and apply it to the snapshot (see ``model.py``)."""
+    assert b.sample_labels is not None and s.z is not None and s.labels is not None  # noqa: S101
+    z_b = b.z_sample if b.z_sample is not None else plan.encode_table(b.sample)
+    y_b = b.sample_labels
+    perm = np.random.default_rng(_SPLIT_SEED).permutation(len(y_b))
+    half = min(len(y_b) // 2, _FIT_ROWS)
+    fit, hold = np.sort(perm[:half]), np.sort(perm[half:half + _FIT_ROWS])
+    fine_b = plan.bin_matrix(z_b, True)
+    fine_s = plan.bin_matrix(s.z, True)
+    sizes = bin_sizes(plan)
+    model = BinnedModel.fit(fine_b[fit], y_b[fit], sizes, classes)
+    p_hold = model.proba(_calibrated(model, fine_b[hold], y_b[hold]))
+    relevance = model.information(fine_b[fit], y_b[fit])
+    p_s = model.proba(model.scores(fine_s))
+    y_s = s.labels
+    labelled = y_s >= 0
+    own = np.ones(len(y_s), dtype=np.float32)
+    own[labelled] = p_s[np.flatnonzero(labelled), y_s[labelled]]
+    strata_s = poison.strata(p_s)
+    log_w = label_shift(p_s[eligible], y_s[eligible])
+    view = poison.ModelView(plan, classes, z_b[fit], y_b[fit], z_b[hold], y_b[hold], p_hold,
+                            poison.strata(p_hold), p_s, own, strata_s, log_w, relevance)
+    coarse_s, coarse_b = plan.coarse_from_fine(fine_s), plan.coarse_from_fine(fine_b)
+    ctx = cellrules.CellContext(plan, view, s.z, y_s, eligible, fine_s, coarse_s,
+                                fine_b[hold], coarse_b[hold], z_b, y_b, fine_b,
+                                len(y_s) / max(len(y_b), 1), classes)
+    return view, ctx
+
+
+def _calibrated(model: BinnedModel, bins: np.ndarray, y: np.ndarray) -> np.ndarray:
+    scores = model.scores(bins)
+    model.calibrate(scores, y)
+    return scores
 
 
 def _transitions(changed: np.ndarray | None, s: Side, b: Side, names: list[Any]
