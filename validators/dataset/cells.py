@@ -145,7 +145,9 @@ def _index(keys: np.ndarray, cells: np.ndarray, dense: bool) -> np.ndarray:
     if dense:
         remap = np.full(int(cells.max(initial=0)) + 2, -1, dtype=np.int32)
         remap[cells] = np.arange(len(cells))
-        return np.asarray(remap[np.clip(keys, -1, len(remap) - 2)], dtype=np.int32)
+        last = len(remap) - 1  # holds -1: negative keys and keys beyond every cell
+        return np.asarray(remap[np.where((keys < 0) | (keys > last), last, keys)],
+                          dtype=np.int32)
     if len(cells) == 0:
         return np.full(len(keys), -1, dtype=np.int32)
     pos = np.minimum(np.searchsorted(cells, keys), len(cells) - 1).astype(np.int32)
@@ -213,30 +215,27 @@ def _label_test(ctx: CellContext, keys_s: np.ndarray, keys_h: np.ndarray,
     t = test or _Test()
     v = ctx.view
     c = ctx.classes
-    rs = np.arange(len(ctx.y_s)) if t.rows_s is None else t.rows_s
-    rh = np.arange(len(v.y_hold)) if t.rows_h is None else t.rows_h
-    y_s, y_h = ctx.y_s[rs], v.y_hold[rh]
-    use_s = ctx.eligible[rs] & (y_s >= 0) & (keys_s >= 0)
-    use_h = (y_h >= 0) & (keys_h >= 0)
+    y_s = ctx.y_s if t.rows_s is None else ctx.y_s[t.rows_s]
+    elig = ctx.eligible if t.rows_s is None else ctx.eligible[t.rows_s]
+    y_h = v.y_hold if t.rows_h is None else v.y_hold[t.rows_h]
+    use_s = elig & (y_s >= 0) & (keys_s >= 0)
     cells, dense = _cells(keys_s, use_s, max(_MIN_CELL_ROWS, ctx.m_min))
     if len(cells) == 0:
         return []
-    inv_s = _index(keys_s, cells, dense)
-    inv_s[~use_s] = -1
-    inv_h = _index(keys_h, cells, dense)
-    inv_h[~use_h] = -1
     m = len(cells)
-    sel = np.flatnonzero(inv_s >= 0)
-    g_s = inv_s[sel].astype(np.int64)
-    observed = np.bincount(g_s * c + y_s[sel], minlength=m * c).reshape(m, c).astype(
-        np.float64)
+    # every row gets a cell index, rows outside any tested cell the overflow index m
+    g_s = _index(keys_s, cells, dense).astype(np.int64)
+    g_s[~use_s | (g_s < 0)] = m
+    g_h = _index(keys_h, cells, dense).astype(np.int64)
+    g_h[(y_h < 0) | (keys_h < 0) | (g_h < 0)] = m
+    observed = _counts(g_s, y_s, m, c)
     n = observed.sum(axis=1)
     # only a label holding at least (1 - deficit) of a cell can pass the deficit test
     need = np.maximum((1 - t.deficit) * n[:, None], ctx.m_min)
     possible = (observed >= need).any(axis=1)
     if not possible.any() and t.leans is None:
         return []
-    raw, expected, sd_e, share = _expectation(ctx, t, rs[sel], g_s, m, rh, inv_h, n)
+    raw, expected, sd_e, share = _expectation(ctx, t, g_s, g_h, y_h, m, n)
     gap = observed - expected
     moved = expected + np.sign(gap) * np.minimum(np.abs(gap), _MARGIN * sd_e)
     z = _lr_z(observed, moved, n[:, None])
@@ -248,14 +247,10 @@ def _label_test(ctx: CellContext, keys_s: np.ndarray, keys_h: np.ndarray,
     flag = ((gap >= ctx.m_min) & (z >= _Z_MIN) & (others_left <= t.deficit)
             & (observed >= t.lift * expected) & possible[:, None])
     out: list[_Flag] = []
-    if not flag.any():
-        return out
-    order = np.argsort(g_s, kind="stable")
-    members = rs[sel[order]]
-    bounds = np.searchsorted(g_s[order], np.arange(m + 1))
     for g, k in zip(*np.nonzero(flag), strict=True):
-        block = members[bounds[g]:bounds[g + 1]]
-        rows = block[ctx.y_s[block] == k]
+        rows = np.flatnonzero((g_s == g) & (y_s == k))
+        if t.rows_s is not None:
+            rows = t.rows_s[rows]
         rest = max(float(n[g] - expected[g, k]), 1e-9)
         out.append(_Flag(int(cells[g]), int(k), rows, float(n[g]), float(observed[g, k]),
                          float(expected[g, k]), float(z[g, k]), float(share[g, k]),
@@ -264,25 +259,32 @@ def _label_test(ctx: CellContext, keys_s: np.ndarray, keys_h: np.ndarray,
     return out
 
 
-def _expectation(ctx: CellContext, t: _Test, rows_s: np.ndarray, g_s: np.ndarray, m: int,
-                 rh: np.ndarray, inv_h: np.ndarray, n: np.ndarray
+def _counts(g: np.ndarray, y: np.ndarray, m: int, c: int) -> np.ndarray:
+    """(cells x labels) row counts; rows with cell index m (or no label) are left out."""
+    flat = np.bincount(g * c + np.maximum(y, 0), minlength=(m + 1) * c)
+    return flat[: m * c].reshape(m, c).astype(np.float64)
+
+
+def _sums(g: np.ndarray, proba: np.ndarray, rows: np.ndarray | None, m: int) -> np.ndarray:
+    """(cells x labels) sums of the model's probabilities over the rows of each cell."""
+    out = np.empty((m, proba.shape[1]))
+    for k in range(proba.shape[1]):
+        weights = proba[:, k] if rows is None else proba[rows, k]
+        out[:, k] = np.bincount(g, weights=weights, minlength=m + 1)[:m]
+    return out
+
+
+def _expectation(ctx: CellContext, t: _Test, g_s: np.ndarray, g_h: np.ndarray,
+                 y_h: np.ndarray, m: int, n: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per cell and label: the model's raw expectation for the snapshot rows, the expectation
     corrected by the model's error in the cell on the held-out rows, that correction's sd,
     and the held-out share of the label (smoothed)."""
     v = ctx.view
     c = ctx.classes
-    ps = v.p_s if t.proba_s is None else t.proba_s
-    raw = np.zeros((m, c))
-    for k in range(c):
-        raw[:, k] = np.bincount(g_s, weights=ps[rows_s, k], minlength=m)
-    sel_h = np.flatnonzero(inv_h >= 0)
-    g_h = inv_h[sel_h].astype(np.int64)
-    y_h = v.y_hold[rh[sel_h]]
-    o_h = np.bincount(g_h * c + y_h, minlength=m * c).reshape(m, c).astype(np.float64)
-    e_h = np.zeros((m, c))
-    for k in range(c):
-        e_h[:, k] = np.bincount(g_h, weights=v.p_hold[rh[sel_h], k], minlength=m)
+    raw = _sums(g_s, v.p_s if t.proba_s is None else t.proba_s, t.rows_s, m)
+    o_h = _counts(g_h, y_h, m, c)
+    e_h = _sums(g_h, v.p_hold, t.rows_h, m)
     n_h = o_h.sum(axis=1, keepdims=True)
     # the model's error in the cell as a logit offset, shrunk to 0 (Fisher information of the
     # held-out rows ~ e(1 - e/n)); the binomial variance bounds sum p(1-p) from above

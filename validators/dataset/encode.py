@@ -29,6 +29,8 @@ from custody.validators.dataset.profile import (
     _plain,
     column_kind,
     numeric_values,
+    to_numpy,
+    valid_mask,
 )
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -45,6 +47,14 @@ def mix64(x: np.ndarray) -> np.ndarray:
     x = x ^ (x >> np.uint64(27))
     x = x * _M2
     return np.asarray(x ^ (x >> np.uint64(31)), dtype=np.uint64)
+
+
+def dictionary_codes(indices: pa.Array, null_code: int) -> np.ndarray:
+    """Dictionary indices as int64, nulls as ``null_code`` (without pyarrow's pandas shim)."""
+    idx = to_numpy(indices).astype(np.int64)
+    if indices.null_count:
+        idx[~valid_mask(indices)] = null_code
+    return idx
 
 
 def _string_words(array: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,7 +94,7 @@ def hash_strings(array: pa.Array) -> np.ndarray:
         mixed = mix64(h ^ ((w & mask) + np.uint64(j + 1) * np.uint64(0x9E3779B1)))
         h = np.where(live, mixed, h)
     if array.null_count:
-        valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False))
+        valid = valid_mask(array)
         h = np.where(valid, h, _NULL)
     return np.asarray(h, dtype=np.uint64)
 
@@ -101,7 +111,7 @@ def column_hash(array: pa.Array) -> np.ndarray:
     if kind == CATEGORICAL:
         if pa.types.is_dictionary(array.type):
             table = np.append(hash_strings(pc.cast(array.dictionary, pa.string())), _NULL)
-            idx = array.indices.fill_null(len(array.dictionary)).to_numpy(zero_copy_only=False)
+            idx = dictionary_codes(array.indices, len(array.dictionary))
             return np.asarray(table[idx.astype(np.int64)], dtype=np.uint64)
         return hash_strings(array)
     text = pc.cast(array, pa.string()) if not pa.types.is_nested(array.type) else None
@@ -133,7 +143,7 @@ class LabelCodes:
                 self.codes[key] = len(self.codes)
             lookup[i] = self.codes[key]
         lookup[-1] = -1
-        idx = enc.indices.fill_null(len(enc.dictionary)).to_numpy(zero_copy_only=False)
+        idx = dictionary_codes(enc.indices, len(enc.dictionary))
         return np.asarray(lookup[idx.astype(np.int64)], dtype=np.int32)
 
     @property
@@ -181,7 +191,7 @@ class Feature:
                 self.vocab[key] = len(self.vocab)
             lookup[i] = self.vocab[key]
         lookup[-1] = _NAN
-        idx = enc.indices.fill_null(len(values)).to_numpy(zero_copy_only=False)
+        idx = dictionary_codes(enc.indices, len(values))
         return np.asarray(lookup[idx.astype(np.int64)], dtype=np.float32)
 
     def bins(self, z: np.ndarray, fine: bool) -> np.ndarray:

@@ -30,7 +30,10 @@ _KNN_Z = 5.0
 _KNN_RATIO = 1.25  # disagreeing rows must be at least this many times the expected number
 _MIN_EXCESS_SHARE = 0.0005  # the kNN rule needs an excess of at least this share of rows
 _MIN_STRATUM_ROWS = 50.0  # strata with fewer held-out rows use the pooled rate
-_NB_SCREEN = 0.35  # rows whose own label has less model probability are queried
+_NB_SCREEN = 0.25  # rows whose own label has less model probability are queried
+# approximate neighbours (within (1 + eps) of the true k-th distance): the held-out rows are
+# queried the same way, so the null model stays exact; about 3x faster
+_KNN_EPS = 1.0
 
 
 @dataclass
@@ -204,7 +207,8 @@ def knn_disagreement(view: ModelView, z_s: np.ndarray, y_s: np.ndarray, eligible
     def disagree(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
         if len(z) == 0:
             return np.zeros(0, dtype=bool)
-        _, ind = tree.query(_embed(view.plan, z, chosen, encoders), k=_KNN_K, workers=2)
+        _, ind = tree.query(_embed(view.plan, z, chosen, encoders), k=_KNN_K, eps=_KNN_EPS,
+                            workers=2)
         return np.asarray((y_ref[ind] == labels[:, None]).sum(axis=1) == 0)
 
     # the null model: held-out baseline rows, screened and queried exactly as snapshot rows

@@ -46,6 +46,48 @@ def column_kind(typ: pa.DataType) -> str:
     return OTHER
 
 
+_WIDTHS = {8: "8", 16: "16", 32: "32", 64: "64"}
+
+
+def valid_mask(array: pa.Array) -> np.ndarray:
+    """True where a value is not null (from the validity bitmap)."""
+    n = len(array)
+    bitmap = array.buffers()[0]
+    if array.null_count == 0 or bitmap is None:
+        return np.ones(n, dtype=bool)
+    bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")
+    return np.asarray(bits[array.offset:array.offset + n], dtype=bool)
+
+
+def to_numpy(array: pa.Array) -> np.ndarray:
+    """A primitive (integer, float, boolean) array's values, read from its buffers: pyarrow's
+    ``to_numpy`` imports pandas. Null slots hold arbitrary values (see ``valid_mask``)."""
+    typ = array.type
+    n = len(array)
+    data = array.buffers()[1]
+    if pa.types.is_boolean(typ):
+        if data is None:
+            return np.zeros(n, dtype=bool)
+        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
+        return np.asarray(bits[array.offset:array.offset + n], dtype=bool)
+    if pa.types.is_floating(typ):
+        dtype = np.dtype(f"float{_WIDTHS[typ.bit_width]}")
+    elif pa.types.is_integer(typ):
+        dtype = np.dtype(("int" if pa.types.is_signed_integer(typ) else "uint")
+                         + _WIDTHS[typ.bit_width])
+    else:
+        raise TypeError(f"not a primitive array: {typ}")
+    if data is None or n == 0:
+        return np.zeros(n, dtype=dtype)
+    return np.frombuffer(data, dtype=dtype, count=n, offset=array.offset * dtype.itemsize)
+
+
+def arrow_indices(idx: np.ndarray) -> pa.Array:
+    """A numpy index array as an Arrow int64 array (``pa.array(ndarray)`` imports pandas)."""
+    data = np.ascontiguousarray(idx, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(data), [None, pa.py_buffer(data)])
+
+
 def numeric_values(array: pa.Array) -> np.ndarray:
     """Values as float64 with NaN for nulls (temporal types as their integer ticks)."""
     typ = array.type
@@ -57,9 +99,12 @@ def numeric_values(array: pa.Array) -> np.ndarray:
         array = array.view(width) if array.null_count == 0 else pc.cast(array, width)
     elif pa.types.is_boolean(typ):
         array = pc.cast(array, pa.int8())
-    if not pa.types.is_floating(array.type):
+    if pa.types.is_decimal(array.type) or pa.types.is_float16(array.type):
         array = pc.cast(array, pa.float64())
-    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.float64)
+    out = to_numpy(array).astype(np.float64)
+    if array.null_count:
+        out[~valid_mask(array)] = np.nan
+    return out
 
 
 def _plain(value: Any) -> Any:
@@ -246,7 +291,7 @@ class RowSampler:
         pick = np.flatnonzero(u < self.threshold)
         if len(pick) == 0:
             return
-        self.parts.append(batch.take(pa.array(pick)))
+        self.parts.append(batch.take(arrow_indices(pick)))
         self.prios.append(u[pick])
         self.positions.append(pick + offset)
         self.kept += len(pick)
@@ -260,14 +305,14 @@ class RowSampler:
         if len(prios) > self.k:
             keep = np.sort(np.argpartition(prios, self.k - 1)[: self.k])
             self.threshold = float(prios[keep].max())
-            table, prios, pos = table.take(pa.array(keep)), prios[keep], pos[keep]
+            table, prios, pos = table.take(arrow_indices(keep)), prios[keep], pos[keep]
         self.parts = table.to_batches()
         self.prios, self.positions, self.kept = [prios], [pos], len(prios)
 
     def table(self, schema: pa.Schema) -> tuple[pa.Table, np.ndarray]:
         """The sample (rows in file order) and the rows' positions."""
         if not self.parts:
-            return schema.empty_table(), np.zeros(0, dtype=np.int64)
+            return pa.Table.from_batches([], schema=schema), np.zeros(0, dtype=np.int64)
         self._prune()
         return pa.Table.from_batches(self.parts, schema=schema), np.concatenate(self.positions)
 
@@ -282,7 +327,8 @@ class Profiler:
         self.stats = {f.name: _ColumnStats(f.name, f.type) for f in schema}
         self.sampler = RowSampler(sample_rows, expected_rows=expected_rows)
         self.rows = 0
-        self.sample: pa.Table = schema.empty_table()
+        # (schema.empty_table() would import pandas)
+        self.sample: pa.Table = pa.Table.from_batches([], schema=schema)
         self.sample_positions = np.zeros(0, dtype=np.int64)
 
     def update(self, batch: pa.RecordBatch) -> None:

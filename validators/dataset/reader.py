@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from custody.errors import DatasetReadError
 
-_BATCH_ROWS = 131_072
+_BATCH_ROWS = 65_536
 _PARQUET_MAGIC = b"PAR1"
 
 

@@ -123,9 +123,17 @@ def poison_findings(b: Side, s: Side, plan: FeaturePlan, codes: LabelCodes, clas
     if b.labels is None or s.labels is None or s.z is None or b.sample_labels is None:
         return []
     candidates = {} if candidates is None else candidates
-    out, eligible = _exact_findings(b, s, codes.names, path, cap, rows)
-    clock.lap("poison_rows")
-    view, ctx = _model_view(b, s, plan, classes, eligible)
+    # the exact rules (sorting hashes) and the baseline model (binning, fitting) are
+    # independent: one on a worker thread while the other runs here
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        exact = pool.submit(_exact_findings, b, s, codes.names, path, cap, rows)
+        view, ctx = _model_view(b, s, plan, classes)
+        out, eligible = exact.result()
+    ctx.eligible = eligible
+    sample = np.flatnonzero(eligible & (s.labels >= 0))
+    if len(sample) > _SHIFT_ROWS:
+        sample = sample[np.linspace(0, len(sample) - 1, _SHIFT_ROWS).astype(np.int64)]
+    view.log_w = label_shift(view.p_s[sample], s.labels[sample])
     clock.lap("poison_encode")
     z_s, y_s = s.z, s.labels
     jobs: list[tuple[str, Callable[[], Any]]] = [
@@ -248,11 +256,12 @@ def _cell_findings(triggers: list[cellrules.CellHit], bands: list[cellrules.Cell
     return out
 
 
+_SHIFT_ROWS = 65_536  # snapshot rows the label-shift weights are estimated on
 _FIT_ROWS = 32_768  # baseline sample rows the model and the kNN reference learn from
 _SPLIT_SEED = 0x5A17
 
 
-def _model_view(b: Side, s: Side, plan: FeaturePlan, classes: int, eligible: np.ndarray
+def _model_view(b: Side, s: Side, plan: FeaturePlan, classes: int
                 ) -> tuple[poison.ModelView, cellrules.CellContext]:
     """Fit the baseline model on half the baseline sample, calibrate it on the other half,
     and apply it to the snapshot (see ``model.py``)."""
@@ -274,11 +283,12 @@ def _model_view(b: Side, s: Side, plan: FeaturePlan, classes: int, eligible: np.
     own = np.ones(len(y_s), dtype=np.float32)
     own[labelled] = p_s[np.flatnonzero(labelled), y_s[labelled]]
     strata_s = poison.strata(p_s)
-    log_w = label_shift(p_s[eligible], y_s[eligible])
     view = poison.ModelView(plan, classes, z_b[fit], y_b[fit], z_b[hold], y_b[hold], p_hold,
-                            poison.strata(p_hold), p_s, own, strata_s, log_w, relevance)
+                            poison.strata(p_hold), p_s, own, strata_s, np.zeros(classes),
+                            relevance)
     coarse_s, coarse_b = plan.coarse_from_fine(fine_s), plan.coarse_from_fine(fine_b)
-    ctx = cellrules.CellContext(plan, view, s.z, y_s, eligible, fine_s, coarse_s,
+    every = np.ones(len(y_s), dtype=bool)  # replaced by the exact rules' eligible rows
+    ctx = cellrules.CellContext(plan, view, s.z, y_s, every, fine_s, coarse_s,
                                 fine_b[hold], coarse_b[hold], z_b, y_b, fine_b,
                                 len(y_s) / max(len(y_b), 1), classes)
     return view, ctx
