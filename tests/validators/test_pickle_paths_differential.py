@@ -11,6 +11,7 @@ right, because the fast path is what large checkpoints take.
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import struct
 from typing import Any
@@ -37,6 +38,8 @@ def _shape(value: object, depth: int = 0) -> object:
         return ("pid", _shape(value.pid, depth + 1))
     if isinstance(value, list | tuple):
         return (type(value).__name__, tuple(_shape(v, depth + 1) for v in value[:20]))
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"  # NaN != NaN: compare it by name
     if isinstance(value, str | bytes | int | float | bool) or value is None:
         return value
     return type(value).__name__

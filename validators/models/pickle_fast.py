@@ -103,7 +103,8 @@ def run_seekable(m: PickleMachine) -> PickleResult:  # noqa: PLR0915 - one loop,
                 check_at += CHECK_EVERY
                 if _VALID[code & 0xFF]:
                     budget.add_opcodes(CHECK_EVERY)
-                    res.stack_peak = max(res.stack_peak, len(stack) + len(metastack))
+                    res.stack_peak = max(res.stack_peak, len(stack))
+                    res.mark_peak = max(res.mark_peak, len(metastack))
             # Fixed-size arguments (at most 8 bytes) are in buf; longer ones are checked.
             if code == 0x72:  # LONG_BINPUT
                 if stack:

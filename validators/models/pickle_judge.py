@@ -36,6 +36,7 @@ _RANGE = frozenset({"builtins.range", "__builtin__.xrange", "__builtin__.range"}
 _ARRAYS = frozenset({"numpy.ndarray", "numpy._core.multiarray._reconstruct",
                      "numpy.core.multiarray._reconstruct"})
 _RECONSTRUCTOR = frozenset({"copyreg._reconstructor", "copy_reg._reconstructor"})
+_WATCHED = _BYTES | _FROM_ITERABLE | _ARRAYS | _RECONSTRUCTOR
 _LENGTH_BREAK = re.compile(r"truncated: byte string of (\d+) bytes")
 
 
@@ -108,11 +109,14 @@ class Allocation:
 
 def allocations(result: PickleResult, limit: int) -> Iterator[Allocation]:
     """Calls that would make the loader allocate more than ``limit`` bytes."""
+    watched = {id(g): g.qualified for g in result.globals if g.qualified in _WATCHED}
+    if not watched:
+        return
     for call in result.calls:
-        func = call.func
-        if not isinstance(func, GlobalRef):
+        name = watched.get(id(call.func))
+        if name is None:
             continue
-        name, args = func.qualified, call.args
+        args = call.args
         first = args[0] if isinstance(args, tuple) and args else None
         if name in _BYTES and isinstance(first, int) and not isinstance(first, bool):
             if first > limit:

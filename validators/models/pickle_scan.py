@@ -134,10 +134,9 @@ class _StreamScanner:
         refs = self.ctx.torch_refs
         if refs is not None:
             refs.persistent_ids.extend(result.persistent_ids)
-            refs.rebuilds.extend(
-                c for c in result.calls
-                if isinstance(c.func, GlobalRef) and c.func.qualified in _TORCH_REBUILDS
-            )
+            rebuild = {id(g) for g in result.globals if g.qualified in _TORCH_REBUILDS}
+            if rebuild:
+                refs.rebuilds.extend(c for c in result.calls if id(c.func) in rebuild)
         return result
 
     # -- joblib arrays inline -------------------------------------------------------------

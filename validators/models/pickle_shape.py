@@ -9,7 +9,7 @@ thousands deep overflows the C stack of ``hash`` on tuples, or raises RecursionE
 :func:`measure` computes both over the symbolic values (containers only, each once, iteratively,
 with early exits at the limits). It runs on every pickle up to ``ALWAYS_UP_TO`` opcodes, and on
 larger ones when the machine saw what makes either possible: containers shared, tuples wrapped
-in tuples, or a deep stack at a budget check (:class:`PickleResult` counters).
+in tuples, MARKs nested deep or a very long stack at a budget check (:class:`PickleResult`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from custody.validators.models.pickle_values import DictV, Obj, Persistent, Pick
 ALWAYS_UP_TO = 300_000  # opcodes; the walk costs about 1.5 us per container
 _SHARED_TRIGGER = 32  # a doubling chain needs two shared references per level
 _NESTED_TRIGGER = 64
+_STACK_TRIGGER = 50_000  # items on the stack at once (real pickles batch 1,000 at a time)
 _CHECK_EVERY = 1 << 16
 
 
@@ -38,7 +39,8 @@ def needs_walk(result: PickleResult, limits: ScanLimits) -> bool:
         result.ops <= ALWAYS_UP_TO
         or result.shared >= _SHARED_TRIGGER
         or result.nested >= _NESTED_TRIGGER
-        or result.stack_peak > limits.max_pickle_depth
+        or result.mark_peak > limits.max_pickle_depth
+        or result.stack_peak > _STACK_TRIGGER
     )
 
 

@@ -84,6 +84,7 @@ class PickleResult:
     shared: int = 0
     nested: int = 0
     stack_peak: int = 0
+    mark_peak: int = 0
 
 
 SHAREABLE = frozenset({tuple, list, DictV, SetV, Obj})

@@ -86,7 +86,8 @@ class PickleMachine:
                 ops += 1
                 if ops % CHECK_EVERY == 0:
                     self.budget.add_opcodes(CHECK_EVERY)
-                    res.stack_peak = max(res.stack_peak, len(self.stack) + len(self.metastack))
+                    res.stack_peak = max(res.stack_peak, len(self.stack))
+                    res.mark_peak = max(res.mark_peak, len(self.metastack))
                 name, kind, handler = entry
                 arg = None if kind is Arg.NONE else read_arg(kind, stream, stream.tell() - 1, size)
                 try:

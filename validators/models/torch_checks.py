@@ -73,22 +73,30 @@ def check_checkpoint(
 def _tensors(refs: TorchRefs, declared: dict[str, tuple[int, int]], ctx: Ctx) -> list[Finding]:
     out: list[Finding] = []
     for call in refs.rebuilds:
-        if not isinstance(call, Obj) or not isinstance(call.args, tuple) or len(call.args) < 4:
+        args = call.args if isinstance(call, Obj) else None
+        if type(args) is not tuple or len(args) < 4:
             continue
-        storage, offset, size, stride = call.args[:4]
-        if not (isinstance(storage, Persistent) and isinstance(storage.pid, tuple)
-                and len(storage.pid) >= 5 and storage.pid[2] in declared):
+        storage, offset, size, stride = args[:4]
+        pid = storage.pid if type(storage) is Persistent else None
+        if type(pid) is not tuple or len(pid) < 5 or pid[2] not in declared:
             continue
-        element, numel = declared[str(storage.pid[2])]
-        if len(call.args) >= 7 and isinstance(call.args[6], GlobalRef):  # _rebuild_tensor_v3
-            numel = numel * element // _DTYPE_SIZE.get(call.args[6].name, 1)
+        element, numel = declared[pid[2]]
+        if len(args) >= 7 and isinstance(args[6], GlobalRef):  # _rebuild_tensor_v3
+            numel = numel * element // _DTYPE_SIZE.get(args[6].name, 1)
+        if (type(offset) is int and type(size) is tuple and len(size) == 1
+                and type(stride) is tuple and len(stride) == 1):  # the common case, inline
+            n, st = size[0], stride[0]
+            if type(n) is int and type(st) is int and offset >= 0 and (
+                    n <= 0 or offset + (n - 1) * abs(st) < numel):
+                continue
         end = _last_element(offset, size, stride)
         if end is None or end <= numel:
             continue
         out.append(ctx.finding(
             "torch.tensor_out_of_bounds", Severity.HIGH,
             f"a tensor (offset {offset}, size {size}, stride {stride}) reaches element {end} of "
-            f"a storage of {numel}: loaders read out of bounds", at=f"byte {call.pos}"))
+            f"a storage of {numel}: loaders read out of bounds",
+            at=f"byte {getattr(call, 'pos', 0)}"))
         if len(out) >= _MAX_REPORTED:
             break
     return out
