@@ -502,10 +502,11 @@ def verify_cmd(
         ca_certs=ca_certs or [], trusted_root=trusted_root, staging=staging,
         threshold=threshold.value if threshold else None, policy_file=policy_file,
         workspace=None if explicit else ws)
-    pinned = NoteVerifier.from_vkey(ledger_vkey) if ledger_vkey else (
-        ws.ledger_verifier() if ws else None)
+    # --ledger-vkey, else the pin the ledger carries ($CUSTODY_LEDGER_VKEY, the workspace's
+    # ledger_vkey): never the key in the database; unpinned, verify refuses (ledger.key_unpinned)
+    given = NoteVerifier.from_vkey(ledger_vkey) if ledger_vkey else None
     if dvc_stage is not None:
-        _verify_dvc_stage(dvc_stage, dvc_lock, policy, pinned, as_json=want_json(as_json),
+        _verify_dvc_stage(dvc_stage, dvc_lock, policy, given, as_json=want_json(as_json),
                           allow_symlinks=allow_symlinks)
         return
     assert path is not None  # noqa: S101 - checked above
@@ -518,16 +519,21 @@ def verify_cmd(
         elif receipt is not None:
             from custody.provenance.verification.standalone import verify_receipt_file
 
+            pinned = given or (ws.ledger_verifier() if ws else None)
             if pinned is None:
-                raise UsageError("checking a receipt needs the ledger's key",
-                                 hint="pass --ledger-vkey VKEY or run inside the workspace")
+                from custody.errors import VerificationError
+                from custody.provenance.ledger.store import UNPINNED_HINT
+
+                raise VerificationError("checking a receipt needs the ledger's pinned key",
+                                        rule="ledger.key_unpinned", hint=UNPINNED_HINT,
+                                        subject=str(receipt))
             report = verify_receipt_file(path, read_bytes(receipt), policy, pinned,
                                          source=str(receipt), allow_symlinks=allow_symlinks)
         else:
             from custody.provenance.verification.verify import verify
 
             with open_workspace_ledger(current_workspace()) as ledger:
-                report = verify(path, policy, ledger=ledger, name=name, ledger_verifier=pinned,
+                report = verify(path, policy, ledger=ledger, name=name, ledger_verifier=given,
                                 allow_symlinks=allow_symlinks, progress=tick)
     if want_json(as_json):
         render.emit_json({"ok": True, **report.to_json()})

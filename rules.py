@@ -194,6 +194,13 @@ _ALL: tuple[Rule, ...] = (
        "log entry", _TAMPERED),
     _r("ledger.not_included", "the record's ledger entry is not covered by the newest signed "
        "checkpoint: it was written around the log", _TAMPERED),
+    _r("ledger.key_mismatch", "the ledger database names another checkpoint key than the pinned "
+       "one (the message names both key ids): its ledger_meta was edited", _TAMPERED),
+    _r("ledger.key_unpinned", "no ledger checkpoint key is pinned, and the key stored in the "
+       "database proves nothing: verify and audit refuse rather than trust it",
+       "pin the verifier key from a trusted copy (the ledger_vkey line of the creating "
+       "workspace's .custody/config.toml): `--ledger-vkey VKEY`, `CUSTODY_LEDGER_VKEY=VKEY`, or "
+       "ledger_vkey in the workspace's config.toml"),
     # --- Merkle proofs, checkpoints and receipts --------------------------------------------
     _r("merkle.consistency_invalid", "a consistency proof does not show that the newer log "
        "extends the older one", "export a fresh checkpoint with `custody audit checkpoint`; "
@@ -500,8 +507,8 @@ _ALL: tuple[Rule, ...] = (
     _f("poison.boundary_relabel", "high", "among the rows the baseline model is unsure about, "
        "one label is far more common than it predicts, beyond a natural prior shift (labels "
        "moved near the decision boundary); each row is plausible alone, so the rows are "
-       "candidates", "compare the candidate rows (custody scan PATH --baseline REF --rows-out "
-       "FILE) with their source labels before training, and find out who changed the data"),
+       "candidates", "compare the candidate rows (custody scan PATH --baseline REF --json lists "
+       "them) with their source labels before training, and find out who changed the data"),
     _f("poison.conflicting_duplicate", "high", "rows repeat a baseline row exactly but with "
        "another label", _POISON),
     _f("poison.injected_cluster", "high", "a dense cluster of rows carries one label where the "

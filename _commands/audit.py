@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from custody._commands import render
 from custody._commands.common import JsonOpt, OutOpt, current_workspace, read_bytes, want_json
+from custody.errors import CustodyError
+
+if TYPE_CHECKING:
+    from custody.provenance.log.checkpoint import NoteVerifier
 from custody._commands.witness import witness_app
 
 audit_app = typer.Typer(help="Check the ledger's Merkle log, export checkpoints and receipts."
@@ -18,12 +22,35 @@ audit_app = typer.Typer(help="Check the ledger's Merkle log, export checkpoints 
                         "  custody audit verify --checkpoint checkpoint-2026-12.txt",
                         no_args_is_help=True, rich_markup_mode=None)
 
+LedgerVkeyOpt = Annotated[str | None, typer.Option(
+    "--ledger-vkey", metavar="VKEY", help="The ledger's checkpoint verifier key "
+    "(NAME+KEYID+BASE64; default: $CUSTODY_LEDGER_VKEY, else the workspace's ledger_vkey). "
+    "Never taken from the database: without a pin the command refuses.")]
+
+
+def _pinned(vkey: str | None) -> NoteVerifier | None:
+    """``--ledger-vkey``, else the workspace's pin (``$CUSTODY_LEDGER_VKEY``, ``ledger_vkey``)
+    as the ledger it opens carries it."""
+    if vkey is None:
+        return None
+    from custody.errors import UsageError
+    from custody.provenance.log.checkpoint import NoteVerifier
+
+    try:
+        return NoteVerifier.from_vkey(vkey)
+    except CustodyError as exc:
+        raise UsageError(f"--ledger-vkey: {exc.message}",
+                         hint="a verifier key reads NAME+KEYID+BASE64: the ledger_vkey line of "
+                         "the .custody/config.toml of the workspace that created the ledger"
+                         ) from None
+
 
 @audit_app.command("verify")
 def audit_verify(
     checkpoints: Annotated[list[Path] | None, typer.Option(
         "--checkpoint", metavar="FILE", help="A checkpoint saved earlier: prove the ledger "
         "still extends it (repeatable).")] = None,
+    ledger_vkey: LedgerVkeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Recompute every leaf and root, check every signature and checkpoint (exit 1 if tampered).
@@ -32,12 +59,13 @@ def audit_verify(
     Examples:
       custody audit verify
       custody audit verify --checkpoint checkpoint-2026-12.txt
+      custody --ledger postgresql+psycopg://db/ledger audit verify --ledger-vkey VKEY
     """
     from custody.provenance.ledger.audit import audit_ledger
 
-    ws = current_workspace()
-    with ws.open_ledger() as ledger:
-        report = audit_ledger(ledger, ws.ledger_verifier(),
+    pinned = _pinned(ledger_vkey)
+    with current_workspace().open_ledger() as ledger:
+        report = audit_ledger(ledger, pinned,
                               saved_checkpoints=tuple(read_bytes(p) for p in checkpoints or []))
     if want_json(as_json):
         render.emit_json(report.to_json())
@@ -47,9 +75,8 @@ def audit_verify(
                        f"signatures; tree size {report.size}, root {report.root}")
     for size in report.consistent_with:
         render.err().print(f"  consistent with the saved checkpoint of size {size}")
-    if not report.ledger_key_pinned:
-        render.err().print("[yellow]warning[/]: no pinned ledger key (ledger_vkey) in this "
-                           "workspace; checkpoints were checked with the key stored in the ledger")
+    render.err().print(f"  checkpoints checked with the pinned ledger key {report.ledger_key}",
+                       markup=False)
 
 
 @audit_app.command("checkpoint")
@@ -83,9 +110,12 @@ def audit_checkpoint(
 def audit_prove(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION, NAME (latest) or sha256:HEX.")],
     out: OutOpt = None,
+    ledger_vkey: LedgerVkeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print an inclusion receipt for REF that `custody verify --receipt` checks offline.
+
+    The newest checkpoint and REF's inclusion are verified with the pinned ledger key first.
 
     \b
     Example:
@@ -94,10 +124,11 @@ def audit_prove(
     from custody.provenance.recording.output_file import OutputFile
     from custody.provenance.verification.inclusion import export_receipt
 
+    pinned = _pinned(ledger_vkey)
     with OutputFile.prepare(out) if out is not None else nullcontext() as target:
         with current_workspace().open_ledger() as ledger:
             version = ledger.resolve(ref)
-            receipt = export_receipt(ledger, version.entry_idx)
+            receipt = export_receipt(ledger, version.entry_idx, pinned)
         meta = {"ref": version.ref, "entry": version.entry_idx}
         if target is None:
             render.export(receipt, out=None, as_json=want_json(as_json), **meta)

@@ -9,6 +9,11 @@ nearest ``.custody/`` found upward from the working directory. ``config.toml`` i
     ledger_key = "keys/ledger.skey"      # Ed25519 key that signs the ledger's checkpoints
     ledger_vkey = "custody.ledger/...+..."  # the pinned checkpoint verifier key
 
+Verdicts (verify, audit, lineage marks, the service) check the ledger's checkpoints with a pinned
+key, never with the one stored in the database: ``--ledger-vkey VKEY`` where a command has it,
+else ``$CUSTODY_LEDGER_VKEY``, else ``ledger_vkey`` here (written by ``init``); a ledger opened
+with none of them is refused (``ledger.key_unpinned``).
+
 ``init`` also writes ``.custody/.gitignore`` so that ``git add .`` leaves the private keys and
 the SQLite ledger out while the config and public keys stay committable, and commands refuse a
 private key file that group or others may read or write.
@@ -33,6 +38,7 @@ if TYPE_CHECKING:
 DIRNAME = ".custody"
 CONFIG = "config.toml"
 ENV_LEDGER = "CUSTODY_LEDGER"
+ENV_LEDGER_VKEY = "CUSTODY_LEDGER_VKEY"  # as custody.provenance.ledger.store.ENV_LEDGER_VKEY
 GITIGNORE = """\
 # Written by `custody init`. Private keys and the local SQLite ledger never go into git;
 # config.toml and the public keys (keys/*.pub) may be committed.
@@ -71,12 +77,20 @@ class Workspace:
         return NoteSigner.from_skey(text.strip())
 
     def ledger_verifier(self) -> NoteVerifier | None:
-        """The pinned checkpoint verifier key, if this workspace has one."""
+        """The pinned checkpoint verifier key: ``$CUSTODY_LEDGER_VKEY``, else this workspace's
+        ``ledger_vkey``; None if neither pins one."""
+        pinned = self.ledger_pin()
+        return pinned[0] if pinned is not None else None
+
+    def ledger_pin(self) -> tuple[NoteVerifier, str] | None:
+        """The pinned checkpoint verifier key and where it was pinned (for messages)."""
+        env = os.environ.get(ENV_LEDGER_VKEY, "").strip()
+        if env:
+            return _parse_vkey(env, f"${ENV_LEDGER_VKEY}"), f"${ENV_LEDGER_VKEY}"
         if self.ledger_vkey is None:
             return None
-        from custody.provenance.log.checkpoint import NoteVerifier
-
-        return NoteVerifier.from_vkey(self.ledger_vkey)
+        where = f"{self.home / CONFIG}" if self.home is not None else "the workspace"
+        return _parse_vkey(self.ledger_vkey, f"ledger_vkey in {where}"), f"ledger_vkey in {where}"
 
     def policy_file(self) -> Path | None:
         """``.custody/policy.toml``, the workspace's default policy, when there is one."""
@@ -98,10 +112,12 @@ class Workspace:
                            pickle_profiles=policy.pickle_profiles)
 
     def open_ledger(self, *, append: bool = False) -> Ledger:
-        from custody.provenance.ledger.store import Ledger
+        from custody.provenance.ledger.store import Ledger, PinnedKey
 
         self._check_ledger_present()
-        return Ledger.open(self.ledger_url, signer=self.ledger_signer() if append else None)
+        pin = self.ledger_pin()
+        return Ledger.open(self.ledger_url, signer=self.ledger_signer() if append else None,
+                           pinned=PinnedKey(*pin) if pin is not None else None)
 
 
     def _check_ledger_present(self) -> None:
@@ -121,6 +137,19 @@ class Workspace:
             "(new keys and an empty ledger)",
             subject=str(db),
         )
+
+
+def _parse_vkey(text: str, where: str) -> NoteVerifier:
+    from custody.provenance.log.checkpoint import NoteVerifier
+
+    try:
+        return NoteVerifier.from_vkey(text)
+    except KeyMaterialError as exc:
+        raise KeyMaterialError(
+            f"the ledger key pinned by {where} is unusable: {exc.message}",
+            hint="a verifier key reads NAME+KEYID+BASE64: copy the ledger_vkey line of the "
+            ".custody/config.toml of the workspace that created the ledger", subject=where,
+        ) from None
 
 
 def check_private_key_file(path: Path) -> None:
@@ -214,6 +243,9 @@ def resolve(ledger: str | None = None, *, start: Path | None = None) -> Workspac
         url = to_url(explicit)
         if local is not None and url == local.ledger_url:
             return local
+        owner = _sqlite_owner(url)
+        if owner is not None:  # the SQLite file of a workspace: as if its folder were named
+            return owner
         if local is not None:  # another ledger: its checkpoint keys are not this workspace's
             return Workspace(url, local.home, local.signing_key, local.trusted_keys)
         return Workspace(url)
@@ -223,6 +255,21 @@ def resolve(ledger: str | None = None, *, start: Path | None = None) -> Workspac
             hint="run `custody init` to create one here, or pass --ledger URL",
         )
     return local
+
+
+def _sqlite_owner(url: str) -> Workspace | None:
+    """The workspace whose config names this SQLite ledger file (``.custody/ledger.db``), so
+    that a path or URL to that file pins the workspace's ledger key as naming its folder does."""
+    if not url.startswith("sqlite:///"):
+        return None
+    home = Path(url.removeprefix("sqlite:///")).parent
+    if home.name != DIRNAME or not (home / CONFIG).is_file():
+        return None
+    try:
+        owner = load_workspace(home)
+    except LedgerError:
+        return None
+    return owner if owner.ledger_url == url else None
 
 
 def _workspace_folder(location: str) -> Path | None:
@@ -285,7 +332,7 @@ def init_workspace(
             vkey = signer.verifier().vkey
             Ledger.create(url, signer=signer).close()
         else:
-            vkey = existing
+            vkey = _joined_vkey(existing, url)
             key_ref = str(ledger_key.absolute()) if ledger_key else None
             if ledger_key is not None:
                 _check_join_key(ledger_key, vkey)
@@ -298,6 +345,22 @@ def init_workspace(
 
             shutil.rmtree(home, ignore_errors=True)
         raise
+
+
+def _joined_vkey(stored: str, url: str) -> str:
+    """The key to pin when joining an existing ledger: the database's (trust on first use),
+    unless ``$CUSTODY_LEDGER_VKEY`` pins one already: then the two must agree."""
+    from custody.provenance.ledger.engine import redact
+
+    pinned = os.environ.get(ENV_LEDGER_VKEY, "").strip()
+    if pinned and pinned != stored:
+        raise KeyMaterialError(
+            f"the ledger {redact(url)} names the checkpoint key {stored.split('+', 1)[0]!r} "
+            f"({'+'.join(stored.split('+')[:2])}), but ${ENV_LEDGER_VKEY} pins "
+            f"{'+'.join(pinned.split('+')[:2])}: it is not the ledger you meant, or it was "
+            "re-keyed", hint=f"check the URL; unset {ENV_LEDGER_VKEY} only if you trust this "
+            "database's key", subject=redact(url))
+    return pinned or stored
 
 
 def _check_join_key(path: Path, vkey: str) -> None:

@@ -108,7 +108,8 @@ class ScanReport:
         rules), 1 when the report refuses, 0 when it is clean."""
         from custody.rules import RULES
 
-        if any(RULES[f.rule_id].input_unreadable for f in self.findings if f.rule_id in RULES):
+        unreadable = {r.id for r in RULES.values() if r.input_unreadable}
+        if unreadable.intersection(f.rule_id for f in self.findings):
             return EXIT_ERROR
         return EXIT_REFUSED if self.refused else EXIT_OK
 

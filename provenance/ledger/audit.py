@@ -15,6 +15,11 @@ The audit recomputes everything from the stored entries and trusts only signatur
 - with a checkpoint saved earlier, the current log is proved consistent with it.
 
 The first failure raises :class:`AuditError` naming the entry; nothing is ever repaired.
+
+The checkpoint key is the pinned one (:meth:`Ledger.checkpoint_key`: ``--ledger-vkey``,
+``$CUSTODY_LEDGER_VKEY``, the workspace's ``ledger_vkey``), never the one the database stores:
+without a pin the audit refuses (``ledger.key_unpinned``), and a database that names another key
+than the pinned one is refused too (``ledger.key_mismatch``).
 """
 
 from __future__ import annotations
@@ -27,11 +32,12 @@ from sqlalchemy import LargeBinary, and_, cast, func, or_
 from sqlalchemy.exc import StatementError
 from sqlmodel import Session, col, select
 
-from custody.provenance.ledger.audit_index import EntryChecker
+from custody.errors import AuditError, CheckpointError
+from custody.provenance.ledger.audit_index import HINT, EntryChecker
 from custody.provenance.ledger.audit_index import fail as _fail
 from custody.provenance.ledger.models import CheckpointRow, LedgerEntry, MerkleNode
-from custody.provenance.ledger.store import Ledger
-from custody.provenance.ledger.tree import META_ORIGIN, META_VKEY, encode_frontier, read_meta
+from custody.provenance.ledger.store import UNPINNED_HINT, Ledger
+from custody.provenance.ledger.tree import encode_frontier
 from custody.provenance.log.checkpoint import NoteVerifier, verify_checkpoint
 from custody.provenance.log.merkle import CompactRange, NodeID, leaf_hash, verify_consistency
 
@@ -46,7 +52,8 @@ class AuditReport:
     checkpoints: int = 0
     signatures: int = 0
     consistent_with: list[int] = field(default_factory=list)
-    ledger_key_pinned: bool = True
+    ledger_key_pinned: bool = True  # always: the audit refuses to run with an unpinned key
+    ledger_key: str = ""  # NAME+KEYID of the pinned checkpoint key
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +65,7 @@ class AuditReport:
             "signatures_checked": self.signatures,
             "consistent_with_saved_checkpoints": self.consistent_with,
             "ledger_key_pinned": self.ledger_key_pinned,
+            "ledger_key": self.ledger_key,
         }
 
 
@@ -67,15 +75,31 @@ def audit_ledger(
     *,
     saved_checkpoints: tuple[bytes, ...] = (),
 ) -> AuditReport:
-    """Audit the whole ledger; raise :class:`AuditError` at the first broken entry."""
-    report = AuditReport()
+    """Audit the whole ledger with the pinned checkpoint key (``verifier``, else as
+    :meth:`Ledger.checkpoint_key` finds it); raise :class:`AuditError` at the first broken
+    entry."""
+    pinned = ledger.checkpoint_key(verifier, source="--ledger-vkey")
+    if pinned is None:
+        raise AuditError(
+            f"no ledger key is pinned for {ledger.display_url}: the audit would check the "
+            "checkpoints with the key stored in the database, which anyone who can rewrite the "
+            "database can replace", rule="ledger.key_unpinned", hint=UNPINNED_HINT,
+            subject=ledger.display_url)
+    verifier = pinned.verifier
+    origin = verifier.name  # the log signs its checkpoints under its key's name
+    report = AuditReport(ledger_key=pinned.label)
     with Session(ledger.engine) as session:
-        meta = read_meta(session)
-        origin = meta.get(META_ORIGIN, "")
-        if verifier is None:
-            report.ledger_key_pinned = False
-            verifier = NoteVerifier.from_vkey(meta.get(META_VKEY, ""))
-        roots, frontiers = _checked_checkpoints(session, verifier, origin, report)
+        try:
+            roots, frontiers = _checked_checkpoints(session, verifier, origin, report)
+        except CheckpointError as exc:
+            raise CheckpointError(
+                f"{exc.message} (pinned by {pinned.source})", rule=exc.rule, subject=exc.subject,
+                hint="the checkpoints are not signed by the pinned ledger key: the database was "
+                "re-keyed, rewritten or swapped; " + HINT) from None
+        differs = ledger.stored_key_differs(pinned)
+        if differs is not None:
+            raise _fail(f"{differs}: ledger_meta was edited", "ledger.key_mismatch",
+                        "ledger_meta row checkpoint_vkey")
         head = max(roots) if roots else 0
         frontier = CompactRange()
         checker = EntryChecker(session)

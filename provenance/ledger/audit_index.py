@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlalchemy.exc import StatementError
 from sqlmodel import Session, col, select
 
@@ -23,6 +23,7 @@ from custody.provenance.hashing.manifest import Manifest
 from custody.provenance.ledger.models import (
     Artifact,
     ArtifactVersion,
+    LedgerEntry,
     LineageEdge,
     ManifestFile,
     Revocation,
@@ -169,33 +170,67 @@ class EntryChecker:
                        f"at {ends} for {said})", "audit.index_edited", subject)
 
     def _revocation(self, idx: int, data: dict[str, Any], subject: str) -> None:
-        row = self.session.exec(
-            select(Revocation.reason, ArtifactVersion.version, ArtifactVersion.digest,
-                   Artifact.name)
-            .join(ArtifactVersion, col(ArtifactVersion.id) == col(Revocation.version_id))
-            .join(Artifact, col(Artifact.id) == col(ArtifactVersion.artifact_id))
-            .where(Revocation.entry_idx == idx)
-        ).first()
-        if row is None:
-            raise fail(f"revocation entry {idx} has no revocation row: it was deleted or points "
-                       "at another version", "audit.index_missing", subject)
-        reason, version, digest, name = row
+        """The ``revocations`` row of entry ``idx`` is re-derived from the entry: the version it
+        points at (name, version, digest), the reason and the signer. Verdicts never read the
+        table (they read the entries), but ``custody revoke`` and the displays must not be told
+        another story."""
+        revocation = self.session.exec(
+            select(Revocation).where(Revocation.entry_idx == idx)).first()
         target = data["target"]
-        if ((name, version, digest) != (target["name"], target["version"],
-                                        target["digest"]["value"]) or reason != data["reason"]):
-            raise fail(f"the revocations row of entry {idx} differs from the entry",
-                       "audit.index_edited", subject)
+        said = (target["name"], target["version"], target["digest"]["value"])
+        if revocation is None:
+            raise fail(f"revocation entry {idx} ({said[0]}@{said[1]}) has no revocations row: "
+                       "it was deleted or renumbered", "audit.index_missing", subject)
+        points = self.session.exec(
+            select(Artifact.name, ArtifactVersion.version, ArtifactVersion.digest)
+            .join(Artifact, col(Artifact.id) == col(ArtifactVersion.artifact_id))
+            .where(ArtifactVersion.id == revocation.version_id)).first()
+        reason, signer = revocation.reason, revocation.signer
+        where = f"revocations row {revocation.id} (entry {idx})"
+        if points is None or tuple(points) != said:
+            shown = f"{points[0]}@{points[1]}" if points is not None else "a missing version"
+            raise fail(f"the {where} points at {shown}, the signed entry revokes "
+                       f"{said[0]}@{said[1]}: it was edited", "audit.index_edited", subject)
+        if reason != data["reason"]:
+            raise _column(idx, "revocations", "reason", subject)
         signed_payload(data, subject)
+        if signer != signer_named_by(data, subject):
+            raise _column(idx, "revocations", "signer", subject)
 
     def check_orphans(self) -> None:
         counts = [self.session.exec(select(func.count()).select_from(table)).one()
                   for table in (ArtifactVersion, LineageEdge, Revocation)]
         seen = [self.versions_seen, self.edges_seen, self.revocations_seen]
         if counts != seen:
+            first = self._first_orphan()
             raise fail(
                 f"the index tables hold {counts[0]} versions, {counts[1]} edges and {counts[2]} "
                 f"revocations, the signed log {seen[0]}, {seen[1]} and {seen[2]}: rows were "
-                "inserted", "audit.index_inserted")
+                f"inserted{f' (first: {first})' if first else ''}", "audit.index_inserted",
+                first)
+
+    def _first_orphan(self) -> str | None:
+        """The first index row whose entry is not of its kind (every entry was checked by then,
+        so its ``entry_type`` is its payload's type)."""
+        for row_id, entry_idx, kind, name in (
+                (col(ArtifactVersion.id), col(ArtifactVersion.entry_idx), "artifact_version",
+                 "artifact_versions"),
+                (col(LineageEdge.id), col(LineageEdge.entry_idx), "lineage_edge",
+                 "lineage_edges"),
+                (col(Revocation.id), col(Revocation.entry_idx), "revocation", "revocations")):
+            row = self.session.exec(
+                select(row_id, entry_idx)
+                .join(LedgerEntry, col(LedgerEntry.idx) == entry_idx, isouter=True)
+                .where(or_(col(LedgerEntry.idx).is_(None), col(LedgerEntry.entry_type) != kind))
+                .order_by(row_id).limit(1)
+            ).first()
+            if row is not None:
+                return f"{name} row {row[0]} (entry {row[1]})"
+        twice = self.session.exec(  # edges are the one index whose entry_idx is not unique
+            select(func.min(col(LineageEdge.id)), col(LineageEdge.entry_idx))
+            .group_by(col(LineageEdge.entry_idx)).having(func.count() > 1)
+            .order_by(col(LineageEdge.entry_idx)).limit(1)).first()
+        return f"lineage_edges row {twice[0]} (entry {twice[1]}, twice)" if twice else None
 
 
 def _column(idx: int, table: str, column: str, subject: str) -> AuditError:

@@ -18,7 +18,13 @@ from sqlalchemy import Engine, LargeBinary, and_, cast, func
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from custody.errors import LedgerError, NotFoundError, UsageError, VerificationError
+from custody.errors import (
+    KeyMaterialError,
+    LedgerError,
+    NotFoundError,
+    UsageError,
+    VerificationError,
+)
 from custody.provenance.hashing.manifest import Manifest
 from custody.provenance.ledger import append
 from custody.provenance.ledger import tree as log
@@ -230,7 +236,14 @@ class Ledger:
             return PinnedKey(given, source)
         env = os.environ.get(ENV_LEDGER_VKEY, "").strip()
         if env:
-            return PinnedKey(NoteVerifier.from_vkey(env), f"${ENV_LEDGER_VKEY}")
+            try:
+                return PinnedKey(NoteVerifier.from_vkey(env), f"${ENV_LEDGER_VKEY}")
+            except KeyMaterialError as exc:
+                raise KeyMaterialError(
+                    f"${ENV_LEDGER_VKEY} is not a ledger verifier key: {exc.message}",
+                    hint="a verifier key reads NAME+KEYID+BASE64: copy the ledger_vkey line of "
+                    "the .custody/config.toml of the workspace that created the ledger",
+                    subject=f"${ENV_LEDGER_VKEY}") from None
         if self.pinned is not None:
             return self.pinned
         if self.signer is not None:
@@ -287,9 +300,9 @@ class Ledger:
         """Entry ``idx``'s payload as stored, as bytes (SQLite may hold text that is not UTF-8:
         the caller refuses it, the database driver would crash on it)."""
         with self._read() as session:
-            payload = col(LedgerEntry.payload)
-            if session.get_bind().dialect.name == "sqlite":
-                payload = cast(payload, LargeBinary)
+            raw = session.get_bind().dialect.name == "sqlite"
+            payload = cast(col(LedgerEntry.payload), LargeBinary) if raw else col(
+                LedgerEntry.payload)
             body = session.exec(select(payload).where(col(LedgerEntry.idx) == idx)).first()
         if body is None:
             raise NotFoundError(f"the ledger has no entry {idx}",

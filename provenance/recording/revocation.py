@@ -1,8 +1,10 @@
 """Revocation: a signed statement withdrawing trust in one recorded version.
 
 ``verify`` refuses a revoked version and everything downstream of it. A revocation is honoured
-whoever signed it (a revocation can only make verification stricter: fail closed); ``custody
-audit verify`` checks that its signature is intact and that the index row matches the entry.
+whoever signed it (a revocation can only make verification stricter: fail closed). What counts
+is the signed ``revocation`` entry of the log, never the ``revocations`` table (a cache):
+``custody audit verify`` checks that the entry's signature is intact and that the table's row
+says what the entry says.
 """
 
 from __future__ import annotations
@@ -52,8 +54,12 @@ def revoke(ledger: Ledger, ref: str, *, reason: str, signer: Signer) -> Revocati
     if not reason:
         raise UsageError("a revocation needs a reason", hint="pass --reason TEXT")
     target = ledger.resolve(ref)
-    if ledger.revocations([target.id]):
-        raise UsageError(f"{target.ref} is already revoked")
+    already = ledger.revocation_entries([target]).get(target.id)
+    if already is not None:
+        raise UsageError(f"{target.ref} is already revoked (ledger entry {already.entry_idx}: "
+                         f"{already.reason})",
+                         hint=f"see `custody lineage {target.ref} --downstream` for what it "
+                         "affects")
     statement = revocation_statement(target, reason, datetime.now(UTC)).to_bytes()
     bundle = signer.sign_statement(statement)
     idx = ledger.append_revocation(target, reason=reason, bundle=bundle,

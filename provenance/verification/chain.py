@@ -6,6 +6,11 @@ statement says what the index rows say, its recorded scan verdict passes the kin
 it is not revoked, not older than the policy allows, and (for models, when required) it was
 trained on at least one dataset. The first failure is raised with the node and the rule.
 
+Every fact comes from the signed log, never from a table an administrator could edit alone: a
+revocation is a ``revocation`` entry of the log (found with one query per batch of versions,
+:meth:`Ledger.revocation_entries`) proved under the pinned checkpoint before it is honoured, and
+a record's age is its signed statement's ``recordedAt``, not the ``recorded_at`` column.
+
 ``record`` walks its inputs with the same walker in *flags only* mode (``policy=None``): no
 signer trust or policy requirements, only what the signed log says about each upstream version:
 its revocation, its signed scan verdict, and the ``upstream_flag`` a version recorded with
@@ -15,13 +20,14 @@ first such flag found is kept in :attr:`ChainWalker.flag` before it is raised.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from custody.errors import VerificationError
 from custody.provenance.ledger.models import ArtifactVersionPublic
-from custody.provenance.ledger.store import Ledger
+from custody.provenance.ledger.store import Ledger, SignedRevocation
 from custody.provenance.policy.core import Policy
 from custody.provenance.verification.attestation import RecordClaims, parse_claims
 from custody.provenance.verification.inclusion import InclusionChecker
@@ -110,6 +116,29 @@ class ChainWalker:
         self.now = datetime.now(UTC)
         self.memo: dict[int, NodeResult] = {}
         self.flag: UpstreamFlag | None = None
+        self._revocations: dict[int, SignedRevocation | None] = {}  # by version id, proved
+
+    def prefetch_revocations(self, versions: Iterable[ArtifactVersionPublic]) -> None:
+        """Read the signed revocations of these versions (one query for all of them)."""
+        missing = {v.id: v for v in versions if v.id not in self._revocations}
+        if not missing:
+            return
+        found = self.ledger.revocation_entries(list(missing.values()),
+                                               below=self.inclusion.checkpoint.size)
+        for vid in missing:
+            self._revocations[vid] = found.get(vid)
+
+    def revocation(self, version: ArtifactVersionPublic, *, prove: bool = True
+                   ) -> SignedRevocation | None:
+        """The signed revocation of ``version``, proved included in the log signed by the pinned
+        ledger key (a revocation entry that is not refuses: the log was edited). ``prove=False``
+        only reads what the entry states (for display next to a verdict)."""
+        self.prefetch_revocations([version])
+        revocation = self._revocations[version.id]
+        if revocation is not None and prove:
+            self.inclusion.check_payload(revocation.entry_idx, revocation.payload,
+                                         subject=f"the revocation of {version.ref}")
+        return revocation
 
     def evaluate(self, version: ArtifactVersionPublic) -> VerificationError | None:
         """Why verify would refuse ``version`` on the chain (its bytes aside), or None.
@@ -127,6 +156,7 @@ class ChainWalker:
         """Flags-only walk from the inputs of a version about to be recorded (at depth 1)."""
         self.flag = None
         try:
+            self.prefetch_revocations(inputs)
             for version in inputs:
                 if version.id in self.memo:
                     continue
@@ -209,7 +239,7 @@ class ChainWalker:
                 hint="the record's bundle belongs to another artifact; the ledger was edited",
                 subject=version.ref,
             )
-        revoked = self.ledger.revocations([version.id]).get(version.id)
+        revoked = self.revocation(version)
         if revoked is not None:
             self._raise_flag(UpstreamFlag(version.ref, depth, True, f"{revoked.reason} (ledger "
                                           f"entry {revoked.entry_idx})"), subject=version.ref)
@@ -231,12 +261,14 @@ class ChainWalker:
                        depth: int, policy: Policy) -> None:
         label = "it" if depth == 0 else f"upstream input {version.ref} (depth {depth})"
         age = policy.max_age_days
-        if age is not None and self.now - version.recorded_at > timedelta(days=age):
-            raise VerificationError(
-                f"{label} was recorded {(self.now - version.recorded_at).days} days ago; the "
-                f"policy allows {age}",
-                rule="policy.max_age", hint="record a fresh version", subject=version.ref,
-            )
+        if age is not None:
+            recorded = signed_time(claims, version.ref)  # the signature's time, not the column's
+            if self.now - recorded > timedelta(days=age):
+                raise VerificationError(
+                    f"{label} was recorded {(self.now - recorded).days} days ago (signed "
+                    f"recordedAt {claims.recorded_at}); the policy allows {age}",
+                    rule="policy.max_age", hint="record a fresh version", subject=version.ref,
+                )
         if policy.require_baseline and version.kind == "dataset":
             compared = claims.dataset or {}
             if not compared.get("schema_fingerprint") or (
@@ -277,6 +309,7 @@ class ChainWalker:
                 subject=version.ref,
             )
         by_ref = {(v.name, v.version): v for _, v in edges}
+        self.prefetch_revocations(by_ref.values())
         for item in claims.inputs:
             upstream = by_ref[(item.name, item.version)]
             if (upstream.digest_algorithm, upstream.digest) != (item.algorithm, item.digest):
@@ -305,6 +338,17 @@ class ChainWalker:
                 scan_verdict=str(up_claims.scan.get("verdict")), depth=depth,
                 inclusion=inclusion)
             self.walk_inputs(upstream, up_claims, depth + 1)
+
+
+def signed_time(claims: RecordClaims, ref: str) -> datetime:
+    """The signed statement's ``recordedAt`` as an aware UTC datetime (naive means UTC)."""
+    try:
+        moment = datetime.fromisoformat(claims.recorded_at)
+    except ValueError:
+        raise VerificationError(
+            f"the signed record of {ref} has recordedAt {claims.recorded_at[:40]!r}, which is "
+            "not a time", rule="statement.malformed", subject=ref) from None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _refs(items: list[tuple[str, int, str]]) -> str:

@@ -5,6 +5,10 @@ With a policy, every node is judged by verify's own chain evaluation
 scan verdict, revocation and everything upstream; only the file bytes are not re-hashed):
 ``verified`` is True exactly when ``custody verify`` would accept that version, and
 ``refusal`` says why not.
+
+``revoked`` comes from the signed log's revocation entries, never from the ``revocations``
+table (one query for every node of the graph): with a policy, each one is proved under the
+pinned checkpoint, as verify proves it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from custody.errors import VerificationError
 from custody.provenance.ledger.models import ArtifactVersionPublic
 from custody.provenance.ledger.store import Ledger
 
@@ -112,16 +117,17 @@ def lineage(ledger: Ledger, ref: str, *, upstream: bool = True, depth: int = 10,
     """The graph within ``depth`` hops of ``ref`` (one recursive query), as of a checkpoint.
 
     With ``policy``, each node is evaluated as verify would (see the module docstring) against
-    the newest checkpoint, signed by ``ledger_verifier`` (default: the key in the ledger)."""
+    the newest checkpoint, signed by the pinned ledger key (``ledger_verifier``, else as
+    :meth:`Ledger.checkpoint_key` finds it; unpinned, it refuses)."""
     root = ledger.resolve(ref, as_of=as_of)
     rows, versions = ledger.walk(root, upstream=upstream, depth=depth, as_of=as_of)
     node_depth = {root.id: 0}
     for row in rows:
         other = row.input_id if upstream else row.output_id
         node_depth[other] = min(node_depth.get(other, row.depth), row.depth)
-    revoked = ledger.revocations(list(node_depth))
-    judged = _evaluate(ledger, [versions[i] for i in node_depth], policy, ledger_verifier)
-    nodes = tuple(sorted((LineageNode(versions[i], d, revoked[i].reason if i in revoked else None,
+    judged, revoked = _evaluate(ledger, [versions[i] for i in node_depth], policy,
+                                ledger_verifier)
+    nodes = tuple(sorted((LineageNode(versions[i], d, revoked.get(i),
                                       *judged.get(i, (None, None, None)))
                           for i, d in node_depth.items()),
                          key=lambda n: (n.depth, n.version.ref)))
@@ -133,16 +139,30 @@ def lineage(ledger: Ledger, ref: str, *, upstream: bool = True, depth: int = 10,
 
 def _evaluate(ledger: Ledger, versions: list[ArtifactVersionPublic], policy: Policy | None,
               ledger_verifier: NoteVerifier | None
-              ) -> dict[int, tuple[bool, str | None, str | None]]:
+              ) -> tuple[dict[int, tuple[bool, str | None, str | None]], dict[int, str]]:
+    """Each node's verdict (with a policy) and the reason of each revoked node: both from the
+    signed log, and both as of now (with ``--as-of`` too: a revocation is never hidden)."""
     if policy is None:
-        return {}
+        found = ledger.revocation_entries(versions)
+        return {}, {vid: r.reason for vid, r in found.items()}
     from custody.provenance.verification.chain import ChainWalker
     from custody.provenance.verification.inclusion import InclusionChecker
 
     walker = ChainWalker(ledger, policy, InclusionChecker(ledger, ledger_verifier))
+    walker.prefetch_revocations(versions)
     judged: dict[int, tuple[bool, str | None, str | None]] = {}
+    revoked: dict[int, str] = {}
     for version in versions:
         refusal = walker.evaluate(version)
         judged[version.id] = (True, None, None) if refusal is None else (
             False, refusal.rule, refusal.message)
-    return judged
+        stated = walker.revocation(version, prove=False)
+        if stated is None:
+            continue
+        try:
+            walker.revocation(version)
+            revoked[version.id] = stated.reason
+        except VerificationError as exc:  # shown as revoked all the same: fail closed
+            revoked[version.id] = (f"{stated.reason} (entry {stated.entry_idx} not proved: "
+                                   f"{exc.rule})")
+    return judged, revoked

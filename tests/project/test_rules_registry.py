@@ -38,7 +38,7 @@ def _forwarded(expr: str) -> bool:
     """An expression that passes on another error's or finding's rule (``exc.rule``)."""
     node = ast.parse(expr, mode="eval").body
     return any(isinstance(n, ast.Attribute) and n.attr in RULE_PARAMS for n in ast.walk(node)) \
-        or expr == "str(data['rule_id'])"
+        or expr in ("str(data['rule_id'])", "body['rule']")  # the service's own refusal
 
 
 def _table_uses(src: Any) -> list[Any]:

@@ -146,7 +146,7 @@ def test_drift_findings_name_column_statistic_value(
 @pytest.mark.slow
 def test_new_value_backdoor_names_the_value(
         world: tuple[str, dict[str, Any], dict[str, DatasetComparison]]) -> None:
-    domain, _, results = world
+    _domain, _, results = world
     findings = results["backdoor_new_value"].report.findings
     trigger = next(f for f in findings if f.rule_id == "poison.trigger_pattern")
     assert "ZZ-TRIGGER" in json.dumps(trigger.evidence["patterns"])

@@ -22,6 +22,17 @@ def _policy(ws):  # type: ignore[no-untyped-def]
     return custody.Policy.from_key_files([ws.pub])
 
 
+@pytest.fixture(autouse=True)
+def _ledger_key_pinned(ws, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``ledger=URL`` alone pins no checkpoint key (verify would refuse, ledger.key_unpinned):
+    pin the workspace's key as a deployment outside the workspace would."""
+    from custody.provenance.workspace import load_workspace
+
+    vkey = load_workspace(ws.home).ledger_vkey
+    assert vkey is not None
+    monkeypatch.setenv("CUSTODY_LEDGER_VKEY", vkey)
+
+
 def test_open_verified_serves_the_verified_bytes_after_a_swap(ws, cli) -> None:  # type: ignore[no-untyped-def]
     model = Path(shutil.copy(SAMPLES / "model.pkl", ws.root / "model.pkl"))
     original = model.read_bytes()

@@ -37,16 +37,16 @@ class Budget:
     def check_time(self) -> None:
         if time.monotonic() > self.deadline:
             raise self._hit(
-                "limit.time",
-                f"scan took longer than {self.limits.max_seconds:g} s and was stopped",
+                rule="limit.time",
+                message=f"scan took longer than {self.limits.max_seconds:g} s and was stopped",
             )
 
     def add_opcodes(self, n: int) -> None:
         self.opcodes += n
         if self.opcodes > self.limits.max_pickle_opcodes:
             raise self._hit(
-                "limit.opcodes",
-                f"more than {self.limits.max_pickle_opcodes} pickle opcodes in one file",
+                rule="limit.opcodes",
+                message=f"more than {self.limits.max_pickle_opcodes} pickle opcodes in one file",
             )
         self.check_time()
 
@@ -54,16 +54,17 @@ class Budget:
         self.members += 1
         if self.members > self.limits.max_archive_members:
             raise self._hit(
-                "limit.members",
-                f"more than {self.limits.max_archive_members} archive members in one file",
+                rule="limit.members",
+                message=f"more than {self.limits.max_archive_members} archive members in one file",
             )
 
     def add_decompressed(self, n: int) -> None:
         self.decompressed += n
         if self.decompressed > self.limits.max_decompressed_bytes:
             raise self._hit(
-                "limit.decompressed",
-                f"more than {self.limits.max_decompressed_bytes} decompressed bytes in one file",
+                rule="limit.decompressed",
+                message=f"more than {self.limits.max_decompressed_bytes} decompressed bytes in one "
+                "file",
             )
 
 
