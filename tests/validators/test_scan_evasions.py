@@ -149,3 +149,13 @@ def test_shared_tuples_that_stay_small_are_not_an_expansion_bomb() -> None:
     shared = tuple(range(10))
     data = pickle.dumps({i: (shared, shared) for i in range(200)}, protocol=4)
     assert scan_bytes(data) == []
+
+
+def test_keras_archive_behind_a_shell_script_is_scanned(tmp_path: Path) -> None:
+    """Text in front of a zip: the file starts as text, but zipfile (and Keras) open the zip."""
+    evil = {"module": "os", "class_name": "system", "registered_name": None, "config": "id"}
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"#!/bin/sh\necho hello\n" + corpus._keras_zip([corpus._dense("d"), evil]))
+    report = scan_files("model.keras", [(path, "model.keras", path.stat().st_size)])
+    assert rules(report).get("keras.module") is Severity.CRITICAL, report.to_json()
+    assert "zip.prefixed" in rules(report)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import zipfile
 
 from custody.validators.findings import Finding
 from custody.validators.formats import FileFormat
@@ -27,7 +28,10 @@ class ModelScanner:
         if len(head) < SNIFF_BYTES and target.size > len(head):
             with target.path.open("rb") as stream:
                 head = stream.read(SNIFF_BYTES)
-        return sniff(head) not in _NOT_OURS
+        if sniff(head) not in _NOT_OURS:
+            return True
+        # text (a shell script, a README) with a zip archive after it: zipfile opens it
+        return target.size > 22 and zipfile.is_zipfile(target.path)
 
     def scan(self, target: ScanTarget, options: ScanOptions) -> list[Finding]:
         ctx = Ctx.root(options, target.relpath, folder=target.path.parent)
