@@ -119,6 +119,9 @@ def open_target(uri: str, storage_options: dict[str, Any] | None = None) -> Targ
     except store_errors(protocol) as exc:
         raise translate(exc, shown, protocol, secrets) from None
     path = uri if not protocol.listable else cls._strip_protocol(uri)
+    if not str(path).strip("/"):
+        raise UsageError(f"{shown} names no bucket or path", subject=shown,
+                         hint=f"give {protocol.scheme}://BUCKET/KEY or a prefix ending in /")
     return Target(protocol, fs, str(path), shown, secrets)
 
 

@@ -213,6 +213,8 @@ def test_missing_extra_names_it(cli) -> None:  # type: ignore[no-untyped-def]
 def test_unknown_and_chained_schemes_are_usage_errors(cli) -> None:  # type: ignore[no-untyped-def]
     cli("hash", "ftp://host/x").expect(2, "not an object store Custody reads", "s3://")
     cli("hash", "simplecache::s3://b/x").expect(2, "chained")
+    cli("hash", "s3://").expect(2, "names no bucket")
+    cli("hash", "memory://").expect(2, "names no bucket")
 
 
 # --- changes while hashing ---------------------------------------------------------------------
