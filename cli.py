@@ -224,6 +224,10 @@ def scan(
     baseline: ScanBaselineOpt = None,
     label: LabelOpt = None,
     id_column: IdOpt = None,
+    rows_out: Annotated[Path | None, typer.Option(
+        "--rows-out", metavar="FILE", help="Datasets: write every row a poisoning finding "
+        "names (row, id, rule, label, score, what the baseline predicts) to FILE, .parquet or "
+        ".csv; the JSON evidence lists at most 1,000 rows per finding.")] = None,
     allow_symlinks: SymlinkOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -261,7 +265,8 @@ def scan(
     def finish(report: ScanReport, table: Path, shown: str) -> None:
         """Dataset checks, SARIF and the report (``table``: the bytes that were read)."""
         extra: dict[str, object] = {}
-        if baseline is not None or label is not None or id_column is not None:
+        if baseline is not None or label is not None or id_column is not None \
+                or rows_out is not None:
             ws = optional_workspace()
             ledger = ws.open_ledger() if ws is not None else None
             try:
@@ -273,6 +278,10 @@ def scan(
                     ledger.close()
             if assessment is None:
                 raise UsageError(f"{shown} is not a Parquet or CSV table")
+            if rows_out is not None:
+                from custody.provenance.scanning.datasets import write_rows_out
+
+                write_rows_out(assessment, rows_out)
             extra = {"schema_fingerprint": assessment.claims.get("schema_fingerprint"),
                      "baseline": assessment.claims.get("baseline")}
         if sarif is not None:

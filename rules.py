@@ -160,6 +160,8 @@ _ALL: tuple[Rule, ...] = (
     # --- the ledger audit -------------------------------------------------------------------
     _r("audit.checkpoint_edited", "a checkpoint row's columns differ from its signed note",
        _TAMPERED),
+    _r("audit.checkpoint_missing", "the signed checkpoint an append extended is not stored "
+       "(every append keeps one): checkpoint rows were deleted", _TAMPERED),
     _r("audit.entry_edited", "a ledger entry's payload no longer matches its leaf hash",
        _TAMPERED),
     _r("audit.entry_gap", "a ledger entry is missing (deleted or renumbered) or out of order",
@@ -479,9 +481,13 @@ _ALL: tuple[Rule, ...] = (
                 "check the --baseline path or reference; the scan exits 2"),
     _f("dataset.no_baseline", "info", "no baseline: only the profile and schema fingerprint "
        "were recorded", "pass --baseline PATH|REF to compare with a previous snapshot"),
+    _f("dataset.checks", "info", "which poisoning rules ran against the baseline (its rows or "
+       "its stored reference) and why any was skipped", "nothing to do; a skipped rule says "
+       "what it needs (an id column in both versions, the previous version's columns)"),
     _f("dataset.poison_skipped", "info", "row-level poisoning checks were skipped (the baseline "
-       "is a profile, or the label is not categorical)", "pass the baseline's rows (a table, "
-       "not a profile) and a categorical --label"),
+       "is a profile without a stored reference, or the label is not categorical)", "pass the "
+       "baseline's rows (--baseline PATH) or a version recorded with its reference, and a "
+       "categorical --label"),
     _f("schema.column_added", "medium", "a column not in the baseline", _DATA),
     _f("schema.column_removed", "high", "a column of the baseline is missing", _DATA),
     _f("schema.column_renamed", "medium", "a column appears renamed (same type and data)",

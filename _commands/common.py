@@ -121,14 +121,13 @@ def use_custody_help(app: typer.Typer) -> typer.Typer:
 JsonOpt = Annotated[bool, typer.Option("--json", help="Write the report as JSON to stdout.")]
 RecordBaselineOpt = Annotated[str | None, typer.Option(
     "--baseline", metavar="PATH|REF", help="Datasets: compare with this snapshot instead of the "
-    "previous version of NAME (the default): an existing PATH runs the schema, drift and "
-    "poisoning rules; a REF in the ledger, the schema and drift rules (from its stored "
-    "profile).")]
+    "previous version of NAME (the default): an existing PATH, or a REF in the ledger (its "
+    "stored profile and reference); every rule runs either way.")]
 ScanBaselineOpt = Annotated[str | None, typer.Option(
     "--baseline", metavar="PATH|REF", help="Compare PATH, a Parquet or CSV table, with this "
-    "baseline as well: an existing file (schema, drift and poisoning rules), else a REF "
-    "(NAME@VERSION, NAME or sha256:HEX) recorded in this workspace's ledger (schema and drift "
-    "rules, from its stored profile). Without it scan checks PATH on its own.")]
+    "baseline as well (schema, drift and poisoning rules): an existing file, else a REF "
+    "(NAME@VERSION, NAME or sha256:HEX) recorded in this workspace's ledger (its stored profile "
+    "and reference). Without it scan checks PATH on its own.")]
 ThresholdOpt = Annotated[Threshold | None, typer.Option(
     "--threshold", metavar="SEVERITY", parser=choice(Threshold, "severity", fold_case=True),
     help=f"Lowest severity that refuses: {one_of(Threshold)} (default: the policy's, else "

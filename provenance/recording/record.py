@@ -235,8 +235,7 @@ def _record_hashed(plan: _Plan, ledger: Ledger, signer: Signer, path: Path, mani
             signer_key=signer.public_key_pem,
             oms_bundle=oms_bundle,
             keyless=_keyless_facts(bundle),
-            entry_extras={"dataset_profile": assessment.profile}
-            if assessment is not None and assessment.profile else None,
+            entry_extras=assessment.entry_extras if assessment is not None else None,
         )
 
     version = ledger.append_version(

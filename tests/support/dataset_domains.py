@@ -281,7 +281,7 @@ def _credit(rng: np.random.Generator, n: int, *, shift: float = 0.0, season: boo
                            rng.integers(0, 5000, size=len(fresh))]
     housing = np.where(rng.random(n) < 0.07, None,
                        rng.choice(_CR_HOUSING, size=n, p=[0.3, 0.4, 0.3])).astype(object)
-    ratio = np.log(amount) - np.log(np.where(income_null, np.exp(10.7), income_v))
+    ratio = np.log(amount) - np.log(np.where(income_null, np.exp(10.7), np.maximum(income_v, 10.0)))
     logit = (-2.05 + 1.35 * (util - 0.45) / 0.25 + 0.75 * np.minimum(delinq, 3)
              + 0.35 * ratio + 0.55 * income_null - 0.018 * (age - 41)
              - 0.004 * np.minimum(tenure, 240) + 0.12 * (accounts - 2.5)

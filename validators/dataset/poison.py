@@ -46,6 +46,8 @@ class RuleHit:
 def _unique_map(keys: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Sorted unique keys, each key's label (-2 when the baseline disagrees with itself), and
     the share of rows in repeated keys whose label differs from the key's first label."""
+    if len(keys) == 0:
+        return keys, np.zeros(0, dtype=np.int64), 0.0
     order = np.argsort(keys, kind="stable")
     k, y = keys[order], labels[order]
     starts = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))

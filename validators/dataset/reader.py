@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -175,6 +176,19 @@ def _parses(path: Path, types: dict[str, pa.DataType]) -> bool:
     except pa.ArrowInvalid:
         return False
     return True
+
+
+def schema_of(desc: list[dict[str, Any]]) -> pa.Schema:
+    """An Arrow schema from a profile's canonical schema description (types pyarrow cannot
+    name back, e.g. nested ones, are left out: a CSV column of that name is inferred)."""
+    fields = []
+    for col in desc:
+        try:
+            typ = pa.type_for_alias(str(col["type"]))
+        except (ValueError, KeyError):
+            continue
+        fields.append(pa.field(str(col["name"]), typ, bool(col.get("nullable", True))))
+    return pa.schema(fields)
 
 
 def open_source(path: Path, baseline_schema: pa.Schema | None = None) -> DataSource:

@@ -57,12 +57,17 @@ class Side:
     z: np.ndarray | None = None
     sample_labels: np.ndarray | None = None
     z_sample: np.ndarray | None = None  # the sample already encoded (a stored reference)
+    # a stored reference keeps id keys apart from row keys: (id hash, row hash, label)
+    id_keys: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    own_hashes: np.ndarray | None = None  # hashes over the version's own columns (reference)
 
 
 def read_side(source: DataSource, profiler: Profiler, hash_cols: list[str], label: str | None,
               id_col: str | None, codes: LabelCodes, plan: FeaturePlan | None,
-              ticker: Callable[[int], None]) -> Side:
-    """One streamed pass over ``source`` (see the module docstring)."""
+              ticker: Callable[[int], None], own_cols: list[str] | None = None) -> Side:
+    """One streamed pass over ``source`` (see the module docstring); ``own_cols``: also hash
+    the rows over these columns (the version's own reference)."""
+    own: list[np.ndarray] = []
     hashes: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     ids: list[np.ndarray] = []
@@ -76,6 +81,8 @@ def read_side(source: DataSource, profiler: Profiler, hash_cols: list[str], labe
                 pending.result()
             pending = pool.submit(profiler.update, batch)
             hashes.append(row_hashes(batch, hash_cols))
+            if own_cols is not None:
+                own.append(row_hashes(batch, own_cols))
             if label is not None:
                 labels.append(codes.encode(batch.column(label)))
             if id_col is not None:
@@ -105,8 +112,9 @@ def read_side(source: DataSource, profiler: Profiler, hash_cols: list[str], labe
     if label is not None:
         sample_labels = codes.encode(profiler.sample.column(label).combine_chunks())
     return Side(prof, profiler.sample, cat(hashes, np.uint64),
-                 cat(labels, np.int32) if label is not None else None,
-                 cat(ids, np.uint64) if id_col is not None else None, z, sample_labels)
+                cat(labels, np.int32) if label is not None else None,
+                cat(ids, np.uint64) if id_col is not None else None, z, sample_labels,
+                own_hashes=cat(own, np.uint64) if own_cols is not None else None)
 
 
 def _rows_evidence(rows: np.ndarray, cap: int) -> dict[str, Any]:
@@ -117,7 +125,8 @@ def _rows_evidence(rows: np.ndarray, cap: int) -> dict[str, Any]:
 
 def poison_findings(b: Side, s: Side, plan: FeaturePlan, codes: LabelCodes, classes: int,
                     path: str, cap: int, rows: dict[str, np.ndarray], clock: Clock,
-                    candidates: dict[str, np.ndarray] | None = None) -> list[Finding]:
+                    candidates: dict[str, np.ndarray] | None = None,
+                    details: dict[str, np.ndarray] | None = None) -> list[Finding]:
     """Every poisoning rule; suspicious rows go to ``rows`` (uncapped), rows a finding can
     prove changed but not single out to ``candidates``, and the findings."""
     if b.labels is None or s.labels is None or s.z is None or b.sample_labels is None:
@@ -178,7 +187,23 @@ def poison_findings(b: Side, s: Side, plan: FeaturePlan, codes: LabelCodes, clas
             evidence={**_rows_evidence(knn.rows, cap), **ev}))
         bands = []  # label noise distorts the reliability curve: that is what it shows
     out += _cell_findings(triggers, bands, clusters, codes.names, path, cap, rows, candidates)
+    if details is not None:
+        details.update(_row_details(view, y_s, [*rows.values(), *candidates.values()]))
     return out
+
+
+def _row_details(view: poison.ModelView, y_s: np.ndarray, parts: list[np.ndarray]
+                 ) -> dict[str, np.ndarray]:
+    """For every reported row: the baseline model's probability of its label, and the label
+    it finds most likely with that label's probability (the evidence files' columns)."""
+    if not parts:
+        return {}
+    every = np.unique(np.concatenate(parts))
+    p = view.p_s[every].astype(np.float64)
+    own = p[np.arange(len(every)), np.maximum(y_s[every], 0)]
+    top = np.argmax(p, axis=1)
+    return {"rows": every, "p_label": own, "predicted": top,
+            "p_predicted": p[np.arange(len(every)), top]}
 
 
 def _exact_findings(b: Side, s: Side, names: list[Any], path: str, cap: int,
@@ -189,16 +214,16 @@ def _exact_findings(b: Side, s: Side, names: list[Any], path: str, cap: int,
     out: list[Finding] = []
     n = len(s.labels)
     changed = np.zeros(n, dtype=bool)
-    if b.ids is not None and s.ids is not None:
-        hit, changed = poison.label_changes(b.ids, b.labels, b.hashes, s.ids, s.labels,
-                                            s.hashes)
+    ids_b, h_id, y_id = b.id_keys if b.id_keys is not None else (b.ids, b.hashes, b.labels)
+    if ids_b is not None and s.ids is not None:
+        hit, changed = poison.label_changes(ids_b, y_id, h_id, s.ids, s.labels, s.hashes)
         if len(hit.rows):
             rows["poison.label_changed"] = hit.rows
             out.append(Finding(
                 "poison.label_changed", Severity.HIGH, path,
                 f"{len(hit.rows)} row(s) keep their id but changed label since the baseline",
                 evidence={**_rows_evidence(hit.rows, cap), **hit.evidence,
-                          "transitions": _transitions(hit.rows, s, b, names)}))
+                          "transitions": _transitions(hit.rows, s, ids_b, y_id, names)}))
     dup, same = poison.conflicting_duplicates(b.hashes, b.labels, s.hashes, s.labels, changed)
     s.hashes, s.ids = np.zeros(0, dtype=np.uint64), None  # no longer needed: free the memory
     if dup is not None:
@@ -300,15 +325,14 @@ def _calibrated(model: BinnedModel, bins: np.ndarray, y: np.ndarray) -> np.ndarr
     return scores
 
 
-def _transitions(changed: np.ndarray | None, s: Side, b: Side, names: list[Any]
-                 ) -> dict[str, int]:
+def _transitions(changed: np.ndarray | None, s: Side, ids_b: np.ndarray, y_b: np.ndarray,
+                 names: list[Any]) -> dict[str, int]:
     """How many rows moved from which label to which (by id), e.g. ``{"1->0": 12}``."""
-    if changed is None or s.ids is None or b.ids is None or s.labels is None \
-            or b.labels is None:
+    if changed is None or s.ids is None or s.labels is None:
         return {}
-    order = np.argsort(b.ids, kind="stable")
-    idx = np.clip(np.searchsorted(b.ids[order], s.ids[changed]), 0, len(order) - 1)
-    old = b.labels[order][idx]
+    order = np.argsort(ids_b, kind="stable")
+    idx = np.clip(np.searchsorted(ids_b[order], s.ids[changed]), 0, len(order) - 1)
+    old = y_b[order][idx]
     new = s.labels[changed]
     pairs, counts = np.unique(np.stack([old, new], axis=1), axis=0, return_counts=True)
     return {f"{names[o]}->{names[n]}": int(c) for (o, n), c in zip(pairs, counts, strict=True)}
