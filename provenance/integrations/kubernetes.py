@@ -6,7 +6,8 @@ rule, also in docs/service.md):
 1. the model URI: KServe ``spec.predictor.model.storageUri``, the older
    ``spec.predictor.<framework>.storageUri``, or a Pod's ``custody.dev/model-uri`` annotation;
 2. the service lists the objects at that URI (sizes and identities: version id, ETag,
-   generation). Where a signed record says it was recorded **at that location** and every
+   generation; a listing is reused for ``listing_seconds``, 2 s by default, since the storage
+   initializer lists and hashes again when the pod starts). Where a signed record says it was recorded **at that location** and every
    object still has the identity it had then (a version id, ETag or generation, not a size or
    a time alone), the URI is bound to that record without reading the bytes;
 3. else the service hashes the bytes at the URI (cached by location + each object's identity
@@ -296,13 +297,16 @@ class Admission:
 
     def __init__(self, ledger: Ledger, policy: Policy, verifier: NoteVerifier | None, *,
                  max_hash_bytes: int = DEFAULT_MAX_HASH_BYTES, cache_entries: int = 4096,
-                 verdict_seconds: float = 60.0, open_uri: Callable[[str], Source] = open_source):
+                 verdict_seconds: float = 60.0, listing_seconds: float = 2.0,
+                 open_uri: Callable[[str], Source] = open_source):
         self.ledger, self.policy, self.verifier = ledger, policy, verifier
         self.max_hash_bytes = max_hash_bytes
         self.cache_entries = cache_entries
         self.open_uri = open_uri
         self.index = LocationIndex()
         self.verdict_seconds = verdict_seconds
+        self.listing_seconds = listing_seconds
+        self._listings: dict[str, tuple[Source, Listing, float]] = {}
         self._hashed: OrderedDict[tuple[Any, ...], Manifest] = OrderedDict()
         self._verdicts: dict[tuple[int, int], tuple[RecordCheck, float]] = {}
         self._lock = threading.Lock()
@@ -310,16 +314,33 @@ class Admission:
     def check(self, uri: str, pinned: str | None) -> str:
         """The verified ``NAME@VERSION`` the bytes at ``uri`` are; raises a refusal if none."""
         pin = _parse_pin(pinned) if pinned is not None else None
-        try:
-            source = self.open_uri(uri)
-            listing = source.listing()
-        except UsageError as exc:  # a URI custody cannot read (scheme, package, form)
-            raise ArtifactError(exc.message, hint=exc.hint, subject=exc.subject) from None
+        source, listing = self._listed(uri)
         size = self.ledger.head().size
         binding = self.bind(source, listing, pin, pinned, size=size)
         result = self._verified(binding.version, size)
         self._confirm(binding, result, listing)
         return result.node.ref
+
+    def _listed(self, uri: str) -> tuple[Source, Listing]:
+        """The objects at ``uri`` as listed now, or within the last ``listing_seconds`` (a
+        listing is one or two store round trips; the storage initializer lists and hashes again
+        when the pod starts, whatever admission saw)."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._listings.get(uri)
+        if cached is not None and cached[2] > now:
+            return cached[0], cached[1]
+        try:
+            source = self.open_uri(uri)
+            listing = source.listing()
+        except UsageError as exc:  # a URI custody cannot read (scheme, package, form)
+            raise ArtifactError(exc.message, hint=exc.hint, subject=exc.subject) from None
+        if self.listing_seconds > 0:
+            with self._lock:
+                if len(self._listings) >= self.cache_entries:
+                    self._listings.clear()
+                self._listings[uri] = (source, listing, now + self.listing_seconds)
+        return source, listing
 
     def _verified(self, version: ArtifactVersionPublic, size: int) -> RecordCheck:
         """check_version, remembered while the log keeps this size (any append, a revocation

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -45,7 +46,13 @@ def _admission(request: Request) -> admission.Admission:
     binder: admission.Admission | None = getattr(state, "admission", None)
     if binder is None:
         ctx = context(request)
-        binder = admission.Admission(ctx.ledger, ctx.policy, ctx.ledger_verifier)
+        try:  # how long a listing of a model URI is reused (0: list on every review)
+            reuse = float(os.environ.get("CUSTODY_ADMISSION_LISTING_SECONDS", "2"))
+        except ValueError:
+            raise UsageError("CUSTODY_ADMISSION_LISTING_SECONDS must be a number of seconds",
+                             hint="e.g. 2, or 0 to list the model URI on every review") from None
+        binder = admission.Admission(ctx.ledger, ctx.policy, ctx.ledger_verifier,
+                                     listing_seconds=reuse)
         state.admission = binder
     return binder
 

@@ -26,10 +26,12 @@ change time: a file rewritten in place and given back its old modification time 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -227,10 +229,8 @@ class _ObjectSource:
     :mod:`custody.provenance.hashing.objects` (version-pinned reads, re-listed afterwards)."""
 
     def __init__(self, uri: str):
-        from custody.provenance.hashing.object_stores import open_target
-
         self.uri = uri
-        self.target = open_target(uri)
+        self.target = _target(uri)
         self.display = self.target.shown
 
     def listing(self) -> Listing:
@@ -241,19 +241,41 @@ class _ObjectSource:
             ObjectLocation(o.relpath, o.uri, o.identity) for o in listed.objects))
 
     def hash(self, workers: int | None) -> tuple[Listing, Manifest]:
-        from custody.provenance.hashing.objects import hash_uri
+        from custody.provenance.hashing import objects
 
-        hashed = hash_uri(self.uri, workers=workers)
+        hashed = objects._hash(self.target, None, workers, None)
         return _from_locations(hashed.locations, hashed.manifest), hashed.manifest
 
     def download(self, into: Path, workers: int | None) -> tuple[Listing, Manifest, Path]:
         from custody.provenance.hashing import objects
-        from custody.provenance.hashing.object_stores import open_target
 
         # objects.fetch_private stages in the temporary folder; DEST needs its own file system
-        hashed = objects._hash(open_target(self.uri), into, workers, None)
+        hashed = objects._hash(self.target, into, workers, None)
         assert hashed.copy is not None  # noqa: S101 - a home was given
         return _from_locations(hashed.locations, hashed.manifest), hashed.manifest, hashed.copy
+
+
+_CLIENTS: dict[str, Any] = {}  # one filesystem (and its store client) per scheme
+_CLIENTS_LOCK = threading.Lock()
+_CHAIN_PREFIXES = ("AWS_", "GOOGLE_", "GCE_", "AZURE_", "HF_", "FSSPEC_")
+
+
+def _target(uri: str) -> Any:
+    """The store target of ``uri``, on a filesystem shared by the URIs of its scheme: a store
+    client is set up once per process (its sessions, connection pool and credential refresh)
+    instead of once per request. Listings are never cached (``use_listings_cache=False``)."""
+    from custody.provenance.hashing.object_stores import open_target
+
+    target = open_target(uri)
+    # a new client when the environment its credential chain and endpoint come from changes
+    chain = hashlib.sha256(repr(sorted(
+        (k, v) for k, v in os.environ.items() if k.startswith(_CHAIN_PREFIXES))).encode())
+    key = f"{target.protocol.scheme}:{chain.hexdigest()}"
+    with _CLIENTS_LOCK:
+        if len(_CLIENTS) > 64:
+            _CLIENTS.clear()
+        shared = _CLIENTS.setdefault(key, target.fs)
+    return replace(target, fs=shared)
 
 
 def _as_listing(source: str, name: str, is_directory: bool,

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=False)
 
 MODEL = {"model.bin": b"fraud classifier weights v1\n", "config.json": b'{"layers": 3}\n'}
 MODEL_V2 = {"model.bin": b"fraud classifier weights v2\n", "config.json": b'{"layers": 4}\n'}
+STRICT = "CUSTODY_ADMISSION_LISTING_SECONDS"
 EVIL = {"model.bin": b"attacker weights\n", "config.json": b'{"layers": 3}\n'}
 
 
@@ -105,7 +106,8 @@ def gate(ws, cli, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gat
     cli("record", tree(ws.root / "model-v2", MODEL_V2), "--name", "fraud-clf", "--kind",
         "model", cwd=ws.root).expect(0)
     tokens = support.make_tokens(ws.url)
-    with support.running_server(ws.root, env=s3.env) as base:
+    # every review lists the URI afresh (the default reuses a listing for 2 s)
+    with support.running_server(ws.root, env={**s3.env, STRICT: "0"}) as base:
         yield Gate(base, tokens["reader"])
 
 
@@ -235,12 +237,13 @@ class CountingSource:
         raise AssertionError("admission never downloads")
 
 
-def binder(root: Path, counts: dict[str, int]) -> Admission:
+def binder(root: Path, counts: dict[str, int], listing_seconds: float = 0) -> Admission:
     ws = resolve(start=root)
     policy = build_policy(keys=[], identity=None, identity_regexp=None, issuer=None,
                           ca_certs=[], trusted_root=None, staging=False, threshold=None,
                           workspace=ws)
     return Admission(ws.open_ledger(), policy, ws.ledger_verifier(),
+                     listing_seconds=listing_seconds,
                      open_uri=lambda uri: CountingSource(fetching.open_source(uri), counts))
 
 
@@ -256,6 +259,25 @@ def test_bytes_are_hashed_once_per_object_version(ws, gate: Gate, s3: S3Server) 
     assert admission.check(uri, None) == "fraud-clf@1"
     assert counts["hashed"] == 2  # a new version id is read again, whatever its bytes
     admission.ledger.close()
+
+
+def test_a_reused_listing_still_sees_a_revocation(ws, cli, gate: Gate, s3: S3Server) -> None:  # type: ignore[no-untyped-def]
+    """Within the listing window the store is not asked again, but the verdict is: a
+    revocation appends to the log, and the verdict cache is keyed by the log's size."""
+    bucket = s3.bucket()
+    s3.put_tree(bucket, "fraud-clf/1", ws.root / "model-v1")
+    counts = {"listed": 0, "hashed": 0}
+    admission = binder(ws.root, counts, listing_seconds=3600)
+    uri = f"s3://{bucket}/fraud-clf/1"
+    try:
+        assert [admission.check(uri, None) for _ in range(5)] == ["fraud-clf@1"] * 5
+        assert counts == {"listed": 1, "hashed": 1}
+        cli("revoke", "fraud-clf@1", "--reason", "leaked", cwd=ws.root).expect(0)
+        with pytest.raises(VerificationError) as refused:
+            admission.check(uri, None)
+        assert refused.value.rule == "revoked" and counts["listed"] == 1
+    finally:
+        admission.ledger.close()
 
 
 def test_location_binding_reads_no_bytes(ws, cli, s3: S3Server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
