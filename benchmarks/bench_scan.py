@@ -235,7 +235,28 @@ def _generate(out: Path) -> list[Sample]:
             folder.mkdir(parents=True)
             target = make(folder)
             samples.append(Sample(name, group == "malicious", corpus.files_under(target)))
-    return samples
+    return samples + _ecosystem_samples(out / "ecosystems")
+
+
+def _ecosystem_samples(out: Path) -> list[Sample]:
+    """Benign files of whole ecosystems (``tests/support/scan_ecosystems.py``): one sample per
+    object, its files the object pickled, joblib'd or written by ``to_pickle`` several ways."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support import scan_ecosystems
+
+    by_object: dict[str, list[Path]] = {}
+    for name, generate in scan_ecosystems.ECOSYSTEMS.items():
+        try:
+            items = list(generate())
+        except ImportError:
+            continue  # the library is not installed
+        for label, data in items:
+            obj, _, rest = label.partition(".")
+            path = out / name / obj.replace("/", "_") / rest
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            by_object.setdefault(f"eco:{obj}", []).append(path)
+    return [Sample(name, False, files) for name, files in sorted(by_object.items())]
 
 
 def run_corpus(tool: str, samples: list[Sample], scratch: Path, timeout: float) -> CorpusResult:
@@ -345,10 +366,14 @@ def _version(tool: str) -> str:
 def render_corpus(samples: list[Sample], results: list[CorpusResult]) -> list[str]:
     bad = [s for s in samples if s.malicious]
     good = [s for s in samples if not s.malicious]
+    eco = [s for s in good if s.name.startswith("eco:")]
     out = [
         f"Corpus: `tests/support/scan_corpus.py`, {len(bad)} malicious samples and "
-        f"{len(good)} benign "
-        f"files written by the real libraries ({sum(len(s.files) for s in samples)} files).",
+        f"{len(good) - len(eco)} benign samples written by the real libraries, plus "
+        f"{len(eco)} benign objects of whole ecosystems (`tests/support/scan_ecosystems.py`: "
+        "every scikit-learn estimator, pandas dtypes and indexes, xgboost, lightgbm, catboost, "
+        "numpy, scipy, torch, standard-library values; each pickled, joblib'd or written by "
+        f"`to_pickle` several ways); {sum(len(s.files) for s in samples)} files.",
         "",
         "| Tool | version | detection | false positives | crashes (malicious / benign) "
         "| scan time (sum) | process wall | peak RSS |",
@@ -368,6 +393,13 @@ def render_corpus(samples: list[Sample], results: list[CorpusResult]) -> list[st
     for res in results:
         missed = [s.name for s in bad if not counted_as_flagged(res, s)]
         false_pos_names = [s.name for s in good if counted_as_flagged(res, s)]
+        eco_fp = [n for n in false_pos_names if n.startswith("eco:")]
+        if len(eco_fp) > 12:  # name the corpus samples; count the ecosystem objects per library
+            per: dict[str, int] = {}
+            for n in eco_fp:
+                per[n[4:].split("/")[0]] = per.get(n[4:].split("/")[0], 0) + 1
+            false_pos_names = [n for n in false_pos_names if not n.startswith("eco:")] + [
+                f"{k}: {v} objects" for k, v in sorted(per.items())]
         out.append(
             f"- {res.tool}: missed {len(missed)}"
             + (f" ({', '.join(f'`{n}`' for n in missed)})" if missed else "")

@@ -272,10 +272,11 @@ def gen_pandas() -> Generated:
 
     for name, obj in pandas_objects():
         yield from pickles(f"pandas/{name}", obj, (2, 4, 5))
-        for compression in (None, "gzip", "bz2", "xz", "zip"):
+        for compression, suffix in ((None, "pkl"), ("gzip", "pkl.gz"), ("bz2", "pkl.bz2"),
+                                    ("xz", "pkl.xz"), ("zip", "pkl.zip")):
             buf = io.BytesIO()
             pd.to_pickle(obj, buf, compression=compression)
-            yield f"pandas/{name}.to_pickle.{compression}", buf.getvalue()
+            yield f"pandas/{name}.to_pickle.{suffix}", buf.getvalue()
 
 
 # -- gradient boosting libraries ---------------------------------------------------------------
