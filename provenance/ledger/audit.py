@@ -42,6 +42,9 @@ from custody.provenance.log.checkpoint import NoteVerifier, verify_checkpoint
 from custody.provenance.log.merkle import CompactRange, NodeID, leaf_hash, verify_consistency
 
 _BATCH = 5000
+# Every append signs one checkpoint and starts with one of these entries (a version's lineage
+# edges follow it in the same append): a checkpoint of the size before each of them is kept.
+_APPEND_STARTS = ("artifact_version", "revocation")
 
 
 @dataclass
@@ -131,6 +134,10 @@ def audit_ledger(
                             "from the tree: it was edited", "audit.checkpoint_edited",
                             f"checkpoint {frontier.size}")
             report.signatures += checker.check(idx, entry_type, payload)
+            if entry_type in _APPEND_STARTS and idx not in roots:
+                raise _fail(f"ledger entry {idx} starts an append, but the signed checkpoint of "
+                            f"size {idx} (the head it extended) is not stored: checkpoint rows "
+                            "were deleted", "audit.checkpoint_missing", f"checkpoint {idx}")
             report.entries += 1
         if frontier.size != head:
             raise _fail(f"the ledger has {frontier.size} entries but its newest signed "
@@ -164,9 +171,17 @@ def _checked_checkpoints(
 ) -> tuple[dict[int, bytes], dict[int, str]]:
     roots: dict[int, bytes] = {}
     frontiers: dict[int, str] = {}
-    rows = session.exec(select(CheckpointRow.size, CheckpointRow.root, CheckpointRow.note,
-                               CheckpointRow.frontier).order_by(col(CheckpointRow.size))).all()
-    for size, root, note, frontier in rows:
+    raw = session.get_bind().dialect.name == "sqlite"  # SQLite text may not be UTF-8
+
+    def text(column: Any) -> Any:
+        return cast(col(column), LargeBinary) if raw else col(column)
+
+    rows = session.exec(select(col(CheckpointRow.size), text(CheckpointRow.root),
+                               text(CheckpointRow.note), text(CheckpointRow.frontier))
+                        .order_by(col(CheckpointRow.size))).all()
+    for size, *columns in rows:
+        root, note, frontier = (_text(value, f"checkpoints row {size}", name) for value, name
+                                in zip(columns, ("root", "note", "frontier"), strict=True))
         cp = verify_checkpoint(note, verifier, origin=origin, subject=f"checkpoint {size}")
         if cp.size != size or cp.root.hex() != root:
             raise _fail(f"checkpoint row {size} was edited: its columns differ from its "
@@ -178,6 +193,17 @@ def _checked_checkpoints(
         frontiers[cp.size] = frontier
         report.checkpoints += 1
     return roots, frontiers
+
+
+def _text(value: Any, row: str, column: str) -> str:
+    """A text column's value, or a refusal naming the row and column (never a crash)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return bytes(value).decode("utf-8")
+    except (TypeError, UnicodeDecodeError):
+        raise _fail(f"the {row} column {column} is not UTF-8 text: it was edited",
+                    "audit.checkpoint_edited", row) from None
 
 
 def _entries(session: Session) -> Iterator[tuple[int, str, bytes, str]]:
