@@ -146,8 +146,8 @@ def test_token_group_help_says_what_the_commands_do(cli) -> None:  # type: ignor
 
 def test_scan_baseline_help_says_what_it_compares(cli) -> None:  # type: ignore[no-untyped-def]
     text = " ".join(cli("scan", "--help").expect(0).out.split())
-    for words in ("Parquet or CSV table", "existing file (schema, drift and poisoning rules)",
-                  "recorded in this workspace's ledger (schema and drift rules",
+    for words in ("Parquet or CSV table", "(schema, drift and poisoning rules)",
+                  "recorded in this workspace's ledger (its stored profile and reference)",
                   "Without it scan checks PATH on its own"):
         assert words in text, (words, text)
     assert "previous version of NAME" not in text  # that is record's default, not scan's
