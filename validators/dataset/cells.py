@@ -416,7 +416,8 @@ def _drill_down(ctx: CellContext, leaning: list[tuple[float, int, int, int]]
     return hits
 
 
-def band_hits(ctx: CellContext) -> list[CellHit]:
+def band_hits(ctx: CellContext, use_rows: np.ndarray | None = None,
+              log_w: np.ndarray | None = None) -> list[CellHit]:
     """Labels moved near the decision boundary (``poison.boundary_relabel``).
 
     The snapshot's rows are cut into bands of the baseline model's probability of a label
@@ -430,10 +431,10 @@ def band_hits(ctx: CellContext) -> list[CellHit]:
     plausible on its own: the rows are candidates."""
     v = ctx.view
     hits: list[CellHit] = []
-    use = ctx.eligible & (ctx.y_s >= 0)
+    use = (ctx.eligible if use_rows is None else use_rows) & (ctx.y_s >= 0)
     if use.sum() < 10 * ctx.m_min:
         return hits
-    w = np.exp(v.log_w).astype(np.float32)
+    w = np.exp(v.log_w if log_w is None else log_w).astype(np.float32)
     p_w = v.p_s * w
     p_w /= p_w.sum(axis=1, keepdims=True)
     use_h = v.y_hold >= 0
@@ -597,6 +598,23 @@ def _density(ctx: CellContext, keys_s: np.ndarray, keys_b: np.ndarray,
     return out
 
 
+def _core(ctx: CellContext, rows: np.ndarray, cols: list[int], natural: float) -> np.ndarray:
+    """A cluster cell's rows beyond what the baseline's density puts there (its upper bound),
+    those nearest the cluster's centre first (injected rows pile up at one point, natural rows
+    spread over the cell)."""
+    keep = len(rows) - math.ceil(natural + 2 * math.sqrt(natural) + 1) if natural > 0 \
+        else len(rows)
+    if keep >= len(rows):
+        return rows
+    numeric = [j for j in cols if ctx.plan.features[j].kind == "numeric"]
+    if not numeric or keep <= 0:
+        return rows[:0] if keep <= 0 else rows
+    z = ctx.z_s[np.ix_(rows, numeric)].astype(np.float64)
+    centre = np.nanmedian(z, axis=0)
+    far = np.nanmax(np.abs(np.nan_to_num(z - centre, nan=0.0)), axis=1)
+    return np.sort(rows[np.argsort(far, kind="stable")[:keep]])
+
+
 def cluster_hits(ctx: CellContext) -> list[CellHit]:
     """Dense, isolated clusters carrying one label (near-duplicates on the fine grid, outlier
     clusters on the coarse one): a cell far denser than the baseline's density there, at
@@ -629,9 +647,13 @@ def cluster_hits(ctx: CellContext) -> list[CellHit]:
         uniq, counts = np.unique(ks[valid[0]], return_counts=True)
         dense = np.unique(ks[[member for member, _, _, _ in found]])
         name = "near-duplicate cluster" if mode == "fine" else "dense outlier cluster"
-        for member, rows, label, st in found:
+        for member, cell_rows, label, st in found:
+            rows = cell_rows
             peak, split = _neighbour_peak(ctx, member, width, offset, cols, uniq, counts, dense)
             if st["n"] < _ISOLATION * max(peak, 1) or split > _SPLIT_CELLS:
+                continue
+            rows = _core(ctx, rows, cols, st["e"])
+            if len(rows) < _MIN_CELL_ROWS:
                 continue
             parts = []
             for j, f in enumerate(ctx.plan.features):

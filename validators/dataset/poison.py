@@ -28,6 +28,7 @@ _KNN_K = 10
 _KNN_DIMS = 6
 _KNN_Z = 5.0
 _KNN_RATIO = 1.25  # disagreeing rows must be at least this many times the expected number
+_LIST_RATIO = 1.5  # a stratum names rows when it disagrees this many times the natural rate
 _MIN_EXCESS_SHARE = 0.0005  # the kNN rule needs an excess of at least this share of rows
 _MIN_STRATUM_ROWS = 50.0  # strata with fewer held-out rows use the pooled rate
 _NB_SCREEN = 0.25  # rows whose own label has less model probability are queried
@@ -287,11 +288,19 @@ class KnnResult:
         if excess < max(10.0, _MIN_EXCESS_SHARE * self.queried) or z < _KNN_Z \
                 or ratio < _KNN_RATIO:
             return None
-        # per stratum, the rows its excess is made of: the least likely labels first
+        # per stratum where disagreeing rows are at least _LIST_RATIO times the natural
+        # number, the rows its excess is made of, least likely labels first; the disagreeing
+        # rows of the other strata are candidates
         listed: list[np.ndarray] = []
-        for st in np.flatnonzero(excess_s >= 1.0):
+        maybe: list[np.ndarray] = []
+        for st in np.flatnonzero(found > 0):
             mine = hits[strata_h == st]
-            order = np.argsort(p_own[mine], kind="stable")
-            listed.append(mine[order[: math.ceil(excess_s[st])]])
-        named = np.sort(np.concatenate(listed)) if listed else np.zeros(0, dtype=np.int64)
+            if excess_s[st] >= 1.0 and found[st] >= _LIST_RATIO * expected_s[st]:
+                order = np.argsort(p_own[mine], kind="stable")
+                listed.append(mine[order[: math.ceil(excess_s[st])]])
+            else:
+                maybe.append(mine)
+        empty = np.zeros(0, dtype=np.int64)
+        named = np.sort(np.concatenate(listed)) if listed else empty
+        ev["candidates"] = np.sort(np.concatenate(maybe)) if maybe else empty
         return RuleHit(named, ev)

@@ -139,53 +139,46 @@ def poison_findings(b: Side, s: Side, plan: FeaturePlan, codes: LabelCodes, clas
         view, ctx = _model_view(b, s, plan, classes)
         out, eligible = exact.result()
     ctx.eligible = eligible
-    sample = np.flatnonzero(eligible & (s.labels >= 0))
-    if len(sample) > _SHIFT_ROWS:
-        sample = sample[np.linspace(0, len(sample) - 1, _SHIFT_ROWS).astype(np.int64)]
-    view.log_w = label_shift(view.p_s[sample], s.labels[sample])
+    view.log_w = _shift(view, s.labels, eligible)
     clock.lap("poison_encode")
     z_s, y_s = s.z, s.labels
     jobs: list[tuple[str, Callable[[], Any]]] = [
         ("poison_knn", lambda: poison.knn_disagreement(view, z_s, y_s, eligible)),
-        ("poison_triggers", lambda: cellrules.trigger_hits(ctx) + cellrules.band_hits(ctx)),
+        ("poison_triggers", lambda: cellrules.trigger_hits(ctx)),
         ("poison_clusters", lambda: cellrules.cluster_hits(ctx)),
     ]
     if len(y_s) <= _PARALLEL_RULES_MAX_ROWS:
         # independent rule families; numpy and scipy release the GIL
         with ThreadPoolExecutor(max_workers=2) as pool:
             futures = [pool.submit(job) for _, job in jobs]
-            knn_result, cell_hits, clusters = (f.result() for f in futures)
+            knn_result, triggers, clusters = (f.result() for f in futures)
         clock.lap("poison_rules")
     else:  # one at a time keeps the peak memory of large inputs down
         results = []
         for name, job in jobs:
             results.append(job())
             clock.lap(name)
-        knn_result, cell_hits, clusters = results
-    bands = [h for h in cell_hits if h.rule == "poison.boundary_relabel"]
-    triggers = [h for h in cell_hits if h.rule != "poison.boundary_relabel"]
+        knn_result, triggers, clusters = results
     if clusters:  # a cell whose excess is an injected cluster adds nothing
         inside = np.unique(np.concatenate([h.rows for h in clusters]))
         triggers = [h for h in triggers if not h.explained_by(inside, ctx.m_min)]
-        bands = [h for h in bands if not h.explained_by(inside, ctx.m_min)]
+    named = [r for r in rows.values() if len(r)]
+    named += [h.rows for h in triggers + clusters if not h.candidates]
+    taken = np.unique(np.concatenate(named)) if named else np.zeros(0, dtype=np.int64)
     knn = None
     if knn_result is not None:  # rows the other rules name are not label noise
-        named = [r for r in rows.values() if len(r)]
-        named += [h.rows for h in triggers + clusters if not h.candidates]
-        taken = np.unique(np.concatenate(named)) if named else np.zeros(0, dtype=np.int64)
         p_own = view.p_s[np.arange(len(y_s)), np.maximum(y_s, 0)]
         knn = knn_result.test(p_own, taken)
+    bands: list[cellrules.CellHit] = []
+    if knn is None or not len(knn.rows):
+        # what the other rules did not explain: their rows set aside, the label shift
+        # measured again without them
+        rest = eligible.copy()
+        rest[taken] = False
+        bands = cellrules.band_hits(ctx, rest, _shift(view, y_s, rest))
     if knn is not None:
-        rows["poison.knn_disagreement"] = knn.rows
-        ev = knn.evidence
-        out.append(Finding(
-            "poison.knn_disagreement", Severity.HIGH, path,
-            f"{ev['disagreeing_rows']} row(s) carry a label that all of their {ev['k']} nearest "
-            f"baseline neighbours contradict where about {ev['expected_natural']:.0f} would be "
-            f"expected from the baseline's own noise; the {len(knn.rows)} least likely are "
-            "listed",
-            evidence={**_rows_evidence(knn.rows, cap), **ev}))
-        bands = []  # label noise distorts the reliability curve: that is what it shows
+        _knn_finding(knn, out, rows, candidates, path, cap)
+    clock.lap("poison_report")
     out += _cell_findings(triggers, bands, clusters, codes.names, path, cap, rows, candidates)
     if details is not None:
         details.update(_row_details(view, y_s, [*rows.values(), *candidates.values()]))
@@ -204,6 +197,33 @@ def _row_details(view: poison.ModelView, y_s: np.ndarray, parts: list[np.ndarray
     top = np.argmax(p, axis=1)
     return {"rows": every, "p_label": own, "predicted": top,
             "p_predicted": p[np.arange(len(every)), top]}
+
+
+def _shift(view: poison.ModelView, y_s: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """The label-shift weights on (at most _SHIFT_ROWS evenly spaced of) the ``use`` rows."""
+    sample = np.flatnonzero(use & (y_s >= 0))
+    if len(sample) > _SHIFT_ROWS:
+        sample = sample[np.linspace(0, len(sample) - 1, _SHIFT_ROWS).astype(np.int64)]
+    return label_shift(view.p_s[sample], y_s[sample])
+
+
+def _knn_finding(knn: poison.RuleHit, out: list[Finding], rows: dict[str, np.ndarray],
+                 candidates: dict[str, np.ndarray], path: str, cap: int) -> None:
+    ev = knn.evidence
+    maybe = ev.pop("candidates")
+    if len(knn.rows):
+        rows["poison.knn_disagreement"] = knn.rows
+    if len(maybe):
+        candidates["poison.knn_disagreement"] = maybe
+    listed = knn.rows if len(knn.rows) else maybe
+    out.append(Finding(
+        "poison.knn_disagreement", Severity.HIGH, path,
+        f"{ev['disagreeing_rows']} row(s) carry a label that none of their {ev['k']} nearest "
+        f"baseline neighbours carry where about {ev['expected_natural']:.0f} would be expected "
+        f"from the baseline's own noise; {len(knn.rows)} named (least likely label first, "
+        f"in strata with at least 1.5 times the natural number), {len(maybe)} candidate(s)",
+        evidence={**_rows_evidence(listed, cap), **ev, "rows_are_candidates": not len(knn.rows),
+                  "candidate_row_count": len(maybe)}))
 
 
 def _exact_findings(b: Side, s: Side, names: list[Any], path: str, cap: int,

@@ -171,7 +171,9 @@ def _new_categories(b: ColumnProfile, s: ColumnProfile, path: str) -> list[Findi
     # A vocabulary with a long rare tail (e.g. counts) is not closed: a new value in the tail is
     # expected; report it only when the new values are common.
     rarest = min(n for _, n in b.values)
-    closed = rarest >= max(5, 0.001 * (b.count - b.nulls))
+    # a number's value table is a measurement's range as often as a code list: a reading
+    # just past the baseline's range (spo2 91 where it had 92..100) is not a new category
+    closed = b.kind != NUMERIC and rarest >= max(5, 0.001 * (b.count - b.nulls))
     if not closed and total < _NEW_VALUE_SHARE * max(s.count - s.nulls, 1):
         return []
     shown = [str(v) for v, _ in new[:20]]
