@@ -609,7 +609,7 @@ def _core(ctx: CellContext, rows: np.ndarray, cols: list[int], natural: float) -
     numeric = [j for j in cols if ctx.plan.features[j].kind == "numeric"]
     if not numeric or keep <= 0:
         return rows[:0] if keep <= 0 else rows
-    z = ctx.z_s[np.ix_(rows, numeric)].astype(np.float64)
+    z = ctx.z_s[np.ix_(rows, np.asarray(numeric, dtype=np.int64))].astype(np.float64)
     centre = np.nanmedian(z, axis=0)
     far = np.nanmax(np.abs(np.nan_to_num(z - centre, nan=0.0)), axis=1)
     return np.sort(rows[np.argsort(far, kind="stable")[:keep]])
