@@ -49,7 +49,7 @@ from custody.validators.dataset.poison import ModelView
 
 _FINE_GRID = 0.1
 _COARSE_GRID = 1.0
-_MAX_PAIR_FEATURES = 8
+_MAX_PAIR_FEATURES = 6
 _SCREEN_Z = 4.0  # a feature whose cells lean this much is paired with the others
 _Z_MIN = 5.5
 _DEFICIT = 0.5
@@ -60,7 +60,7 @@ _MIN_CELL_ROWS = 10  # no rule looks at a cell with fewer snapshot rows
 _BAND_EDGES = np.array([0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.95], dtype=np.float32)
 _BAND_MID = (3, 7)  # bands 0.2-0.8
 _BAND_EFFECT = 0.004  # the reliability curve must move at least this share of the rows
-_DRILL_CELLS = 12  # leaning one-feature cells split further by every other feature
+_DRILL_CELLS = 8  # leaning one-feature cells split further by every other feature
 _GRID_CHUNK = 1 << 20
 _PURE = 0.9  # a cluster carries one label on at least this share of its rows
 _ISOLATION = 4.0  # a cluster's cell holds this many times the rows of any cell next to it
@@ -555,7 +555,7 @@ def _neighbour_peak(ctx: CellContext, row: int, width: float, offset: float, col
 
 
 def _density(ctx: CellContext, keys_s: np.ndarray, keys_b: np.ndarray,
-             valid: tuple[np.ndarray, np.ndarray]
+             valid: tuple[np.ndarray, np.ndarray], cells: np.ndarray
              ) -> list[tuple[int, np.ndarray, int, dict[str, float]]]:
     """Grid cells holding far more snapshot rows than the baseline sample's density predicts
     and carrying one label: (a member row, the label's reportable rows, label, stats).
@@ -563,7 +563,7 @@ def _density(ctx: CellContext, keys_s: np.ndarray, keys_b: np.ndarray,
     Given a cell's rows of both samples, the snapshot's count is binomial with the snapshot's
     share of all rows under the null; the signed-root likelihood-ratio statistic is used."""
     use_s = valid[0] & (ctx.y_s >= 0)
-    cells, dense = _cells(keys_s, use_s, max(_MIN_CELL_ROWS, ctx.m_min))
+    dense = False  # grid keys are hashes: ``cells`` are sorted unique ones
     if len(cells) == 0:
         return []
     inv_s = _index(keys_s, cells, dense)
@@ -641,10 +641,11 @@ def cluster_hits(ctx: CellContext) -> list[CellHit]:
             numeric = [j for j in cols if ctx.plan.features[j].kind == "numeric"]
             valid = (~np.isnan(ctx.z_s[:, numeric]).any(axis=1),
                      ~np.isnan(ctx.z_b[:, numeric]).any(axis=1))
-        found = _density(ctx, ks, kb, valid)
+        uniq, counts = np.unique(ks[valid[0]], return_counts=True)
+        found = _density(ctx, ks, kb, valid,
+                         uniq[counts >= max(_MIN_CELL_ROWS, ctx.m_min)])
         if not found:
             continue
-        uniq, counts = np.unique(ks[valid[0]], return_counts=True)
         dense = np.unique(ks[[member for member, _, _, _ in found]])
         name = "near-duplicate cluster" if mode == "fine" else "dense outlier cluster"
         for member, cell_rows, label, st in found:

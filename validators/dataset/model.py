@@ -29,7 +29,7 @@ from custody.validators.dataset.encode import FeaturePlan
 
 _SMOOTH = 30.0  # each bin's class distribution borrows this many rows of the prior
 _CHUNK = 1 << 18
-_FIT_ROUNDS = 12
+_FIT_ROUNDS = 8
 _SHIFT_ROWS = 65_536  # label-shift weights are estimated on at most this many rows
 _W_BOUNDS = (0.05, 20.0)
 
