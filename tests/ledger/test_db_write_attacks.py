@@ -260,6 +260,31 @@ def test_recorded_at_edit_does_not_bypass_max_age(ws: Any, cli: Run) -> None:
     cli("verify", fresh, "--policy", policy, cwd=ws.root).expect(0)
 
 
+# --- checkpoint rows ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 3])
+def test_deleted_checkpoint_row_is_named_by_audit(ws: Any, cli: Run, size: int) -> None:
+    """Every append keeps the checkpoint it extended (0: the empty tree, 1: after train@1, 3:
+    after clf@1 and its edge, before the revocation); deleting one, which proofs and `?size=`
+    answers are built from, is named by the audit."""
+    _revoked_chain(cli, ws)
+    ws.sql("DELETE FROM checkpoints WHERE size = :s", s=size)
+    body = _refused(cli("--json", "audit", "verify", cwd=ws.root), "audit.checkpoint_missing")
+    assert body["subject"] == f"checkpoint {size}"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("column", ["root", "note", "frontier"])
+def test_checkpoint_column_not_utf8_is_refused_not_a_crash(ws: Any, cli: Run, column: str
+                                                           ) -> None:
+    _record(cli, ws, "clf", "model", b"weights")
+    ws.sql(f"UPDATE checkpoints SET {column} = CAST(X'FF33' AS TEXT) "  # noqa: S608
+           "WHERE size = 0")
+    body = _refused(cli("--json", "audit", "verify", cwd=ws.root), "audit.checkpoint_edited")
+    assert body["subject"] == "checkpoints row 0" and column in body["message"]
+
+
 # --- the ledger key is pinned, never read from the database -------------------------------------
 
 
