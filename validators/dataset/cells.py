@@ -61,9 +61,10 @@ _BAND_EDGES = np.array([0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.95], dtype=
 _BAND_MID = (3, 7)  # bands 0.2-0.8
 _BAND_EFFECT = 0.004  # the reliability curve must move at least this share of the rows
 _DRILL_CELLS = 8  # leaning one-feature cells split further by every other feature
-_GRID_CHUNK = 1 << 20
+_GRID_CHUNK = 1 << 18
 _PURE = 0.9  # a cluster carries one label on at least this share of its rows
 _ISOLATION = 4.0  # a cluster's cell holds this many times the rows of any cell next to it
+_SCALE_ALONE = 10.0
 _SPLIT_CELLS = 2  # a cluster may spill into at most this many dense neighbouring cells
 _POSTERIOR = 0.5
 
@@ -108,8 +109,10 @@ class CellContext:
     z_s: np.ndarray
     y_s: np.ndarray
     eligible: np.ndarray  # rows that may be reported (not plain copies of baseline rows)
-    fine_s: np.ndarray  # bin codes (rows x features), see FeaturePlan.bin_matrix
-    coarse_s: np.ndarray
+    # bin codes (rows x features, see FeaturePlan.bin_matrix); None for large inputs: each
+    # feature's codes are then computed when a view needs them (see ``fine``)
+    fine_s: np.ndarray | None
+    coarse_s: None  # derived per feature from the fine codes (see ``coarse``): saves memory
     fine_h: np.ndarray  # the same for the held-out baseline rows
     coarse_h: np.ndarray
     z_b: np.ndarray  # the whole baseline row sample, encoded (density)
@@ -118,9 +121,32 @@ class CellContext:
     scale: float  # snapshot rows per baseline sample row
     classes: int
 
+    def fine(self, j: int, rows: np.ndarray | None = None) -> np.ndarray:
+        """The snapshot's fine bin codes of feature ``j`` (of ``rows``)."""
+        if self.fine_s is not None:
+            return self.fine_s[:, j] if rows is None else self.fine_s[rows, j]
+        z = self.z_s[:, j] if rows is None else self.z_s[rows, j]
+        return np.asarray(np.minimum(self.plan.features[j].bins(z, fine=True),
+                                     np.iinfo(np.int16).max), dtype=np.int16)
+
+    def coarse(self, j: int, rows: np.ndarray | None = None) -> np.ndarray:
+        """The snapshot's coarse bin codes of feature ``j`` (of ``rows``), as int64."""
+        fine = self.fine(j, rows)
+        f = self.plan.features[j]
+        if f.kind != "numeric":
+            return fine.astype(np.int64)
+        return np.asarray(f.coarse_lut().astype(np.int64)[fine])
+
     @property
     def m_min(self) -> float:
+        """The least excess a label test reports: max(10, 0.02% of rows)."""
         return max(10.0, 2e-4 * len(self.y_s))
+
+    @property
+    def cluster_min(self) -> float:
+        """The least cluster: max(10, 0.002% of rows) (a pile of near-identical rows is
+        evidence at any size; its density and isolation tests do the rest)."""
+        return max(float(_MIN_CELL_ROWS), 2e-5 * len(self.y_s))
 
 
 def _interval(ctx: CellContext, j: int, code: int, fine: bool) -> str:
@@ -148,11 +174,14 @@ def _index(keys: np.ndarray, cells: np.ndarray, dense: bool) -> np.ndarray:
         last = len(remap) - 1  # holds -1: negative keys and keys beyond every cell
         return np.asarray(remap[np.where((keys < 0) | (keys > last), last, keys)],
                           dtype=np.int32)
+    out = np.full(len(keys), -1, dtype=np.int32)
     if len(cells) == 0:
-        return np.full(len(keys), -1, dtype=np.int32)
-    pos = np.minimum(np.searchsorted(cells, keys), len(cells) - 1).astype(np.int32)
-    pos[cells[pos] != keys] = -1
-    return pos
+        return out
+    for start in range(0, len(keys), _GRID_CHUNK):  # in chunks: no full-length temporaries
+        part = keys[start:start + _GRID_CHUNK]
+        pos = np.minimum(np.searchsorted(cells, part), len(cells) - 1)
+        out[start:start + len(part)] = np.where(cells[pos] == part, pos, -1)
+    return out
 
 
 def _cells(keys: np.ndarray, use: np.ndarray, minimum: float) -> tuple[np.ndarray, bool]:
@@ -320,7 +349,7 @@ def _value_cells(ctx: CellContext, j: int) -> tuple[np.ndarray, np.ndarray, np.n
     """Exact numeric values repeated far more often than in the baseline sample: a key per
     snapshot and held-out row (-1 elsewhere) and the values."""
     m_min = ctx.m_min / 2
-    bins_s, bins_b = ctx.fine_s[:, j], ctx.fine_b[:, j]
+    bins_s, bins_b = ctx.fine(j), ctx.fine_b[:, j]
     size = int(max(bins_s.max(initial=0), bins_b.max(initial=0))) + 1
     cs = np.bincount(bins_s, minlength=size).astype(np.float64)
     cb = np.bincount(bins_b, minlength=size) * ctx.scale
@@ -357,7 +386,7 @@ def trigger_hits(ctx: CellContext) -> list[CellHit]:
     for j, f in enumerate(feats):
         view = f"feature:{f.name}"
         test = _Test(leans=[])
-        keys_s = ctx.fine_s[:, j].astype(np.int64)
+        keys_s = ctx.fine(j).astype(np.int64)
         keys_h = ctx.fine_h[:, j].astype(np.int64)
         if f.kind == "categorical":  # never-seen values: scattered rows, tested apart
             fresh = keys_s - 1 >= f.known
@@ -381,8 +410,10 @@ def trigger_hits(ctx: CellContext) -> list[CellHit]:
     informative = [int(j) for j in np.argsort(-ctx.view.relevance)]
     chosen = sorted(informative[:_MAX_PAIR_FEATURES])
     for a, b in combinations(chosen, 2):
-        width = int(max(ctx.coarse_s[:, b].max(initial=0), ctx.coarse_h[:, b].max(initial=0))) + 1
-        ks = ctx.coarse_s[:, a].astype(np.int64) * width + ctx.coarse_s[:, b]
+        coarse_b = ctx.coarse(b)
+        width = int(max(coarse_b.max(initial=0), ctx.coarse_h[:, b].max(initial=0))) + 1
+        ks = ctx.coarse(a) * width + coarse_b
+        del coarse_b
         kh = ctx.coarse_h[:, a].astype(np.int64) * width + ctx.coarse_h[:, b]
         view = f"pair:{feats[a].name},{feats[b].name}"
         for flag in _label_test(ctx, ks, kh):
@@ -399,13 +430,13 @@ def _drill_down(ctx: CellContext, leaning: list[tuple[float, int, int, int]]
     hits: list[CellHit] = []
     feats = ctx.plan.features
     for _, j, cell, label in leaning:
-        rows_s = np.flatnonzero(ctx.fine_s[:, j] == cell)
+        rows_s = np.flatnonzero(ctx.fine(j) == cell)
         rows_h = np.flatnonzero(ctx.fine_h[:, j] == cell)
         for j2, f2 in enumerate(feats):
             if j2 == j:
                 continue
             test = _Test(rows_s=rows_s, rows_h=rows_h)
-            for flag in _label_test(ctx, ctx.coarse_s[rows_s, j2].astype(np.int64),
+            for flag in _label_test(ctx, ctx.coarse(j2, rows_s),
                                     ctx.coarse_h[rows_h, j2].astype(np.int64), test):
                 if flag.label != label:
                     continue
@@ -501,6 +532,14 @@ def _dedupe(hits: list[CellHit]) -> list[CellHit]:
 # --- density clusters -------------------------------------------------------------------------
 
 
+def _complete(z: np.ndarray, cols: list[int]) -> np.ndarray:
+    """Rows with no null among ``cols`` (column by column: no copy of the matrix)."""
+    ok = np.ones(len(z), dtype=bool)
+    for j in cols:
+        ok &= ~np.isnan(z[:, j])
+    return ok
+
+
 def _grid_coords(ctx: CellContext, z: np.ndarray, width: float, offset: float,
                  cols: list[int]) -> np.ndarray:
     """Integer grid coordinates (rows x cols): numbers in cells of ``width`` robust sds,
@@ -533,7 +572,7 @@ def _grid_keys(ctx: CellContext, z: np.ndarray, width: float, offset: float,
 
 
 def _neighbour_peak(ctx: CellContext, row: int, width: float, offset: float, cols: list[int],
-                    uniq: np.ndarray, counts: np.ndarray, dense: np.ndarray) -> tuple[int, int]:
+                    counter: _KeyCounts, dense: np.ndarray) -> tuple[int, int]:
     """The largest snapshot count among the cells next to row's cell (one step along each
     numeric axis), leaving out ``dense`` cells (a cluster split by a cell edge), and how many
     neighbours were dense."""
@@ -550,8 +589,38 @@ def _neighbour_peak(ctx: CellContext, row: int, width: float, offset: float, col
     keys = keys[~split]
     if len(keys) == 0:
         return 0, int(split.sum())
-    pos = np.clip(np.searchsorted(uniq, keys), 0, len(uniq) - 1)
-    return int(np.max(np.where(uniq[pos] == keys, counts[pos], 0))), int(split.sum())
+    return int(counter.count(keys).max(initial=0)), int(split.sum())
+
+
+class _KeyCounts:
+    """Row counts of grid keys (64-bit hashes) without sorting every row: a histogram of the
+    keys' top bits picks the few buckets that can hold a dense cell; only their rows are
+    sorted. ``count`` is exact in those buckets and an upper bound (the bucket's count)
+    elsewhere, which can only make a cluster look less isolated."""
+
+    _BITS = 22
+
+    def __init__(self, keys: np.ndarray, valid: np.ndarray, minimum: float) -> None:
+        self.keys, self.valid = keys, valid
+        bucket = (keys >> np.uint64(64 - self._BITS)).astype(np.int32)
+        self.hist = np.bincount(bucket[valid], minlength=1 << self._BITS)
+        self.minimum = minimum
+        busy = np.flatnonzero(self.hist >= minimum)
+        rows = np.flatnonzero(np.isin(bucket, busy) & valid) if len(busy) else \
+            np.zeros(0, dtype=np.int64)
+        self.uniq, self.counts = np.unique(keys[rows], return_counts=True)
+
+    def cells(self) -> np.ndarray:
+        return np.asarray(self.uniq[self.counts >= self.minimum])
+
+    def count(self, keys: np.ndarray) -> np.ndarray:
+        bound = self.hist[(keys >> np.uint64(64 - self._BITS)).astype(np.int64)]
+        if len(self.uniq) == 0:
+            return np.asarray(bound)
+        pos = np.clip(np.searchsorted(self.uniq, keys), 0, len(self.uniq) - 1)
+        exact = np.where(self.uniq[pos] == keys, self.counts[pos], 0)
+        busy = bound >= self.minimum  # those buckets' rows were all counted
+        return np.where(busy, exact, bound)
 
 
 def _density(ctx: CellContext, keys_s: np.ndarray, keys_b: np.ndarray,
@@ -573,14 +642,23 @@ def _density(ctx: CellContext, keys_s: np.ndarray, keys_b: np.ndarray,
     c = ctx.classes
     m = len(cells)
     ok_s, ok_b = inv_s >= 0, inv_b >= 0
-    n_s = np.bincount(inv_s[ok_s].astype(np.int64) * c + ctx.y_s[ok_s],
-                      minlength=m * c).reshape(m, c).astype(np.float64)
+    flat = inv_s[ok_s].astype(np.int64)
+    flat *= c
+    flat += ctx.y_s[ok_s]
+    n_s = np.bincount(flat, minlength=m * c).reshape(m, c).astype(np.float64)
+    del flat
     tot_b = np.bincount(inv_b[ok_b].astype(np.int64), minlength=m).astype(np.float64)
     tot_s = n_s.sum(axis=1)
     share = float(use_s.sum()) / max(float(use_s.sum() + (valid[1] & (ctx.y_b >= 0)).sum()), 1)
     z = _lr_z(tot_s, share * (tot_s + tot_b), tot_s + tot_b)
     purity = n_s / np.maximum(tot_s, 1.0)[:, None]
-    cand = (z[:, None] >= _Z_MIN) & (purity >= _PURE) & (n_s >= max(_MIN_CELL_ROWS, ctx.m_min))
+    # a snapshot with >= _SCALE_ALONE rows per baseline sample row leaves the test no power (a
+    # cell the sample saw n_b times may hold up to (n_b + 2) x scale rows by chance): there,
+    # half as many again is dense
+    dense_enough = z >= _Z_MIN
+    if ctx.scale >= _SCALE_ALONE:
+        dense_enough |= tot_s >= 1.5 * (tot_b + 2) * ctx.scale
+    cand = dense_enough[:, None] & (purity >= _PURE) & (n_s >= ctx.cluster_min)
     out: list[tuple[int, np.ndarray, int, dict[str, float]]] = []
     if not cand.any():
         return out
@@ -639,18 +717,16 @@ def cluster_hits(ctx: CellContext) -> list[CellHit]:
             valid = (np.ones(len(ks), dtype=bool), np.ones(len(kb), dtype=bool))
         else:  # a row with a null number has no position (a null-rate change is drift)
             numeric = [j for j in cols if ctx.plan.features[j].kind == "numeric"]
-            valid = (~np.isnan(ctx.z_s[:, numeric]).any(axis=1),
-                     ~np.isnan(ctx.z_b[:, numeric]).any(axis=1))
-        uniq, counts = np.unique(ks[valid[0]], return_counts=True)
-        found = _density(ctx, ks, kb, valid,
-                         uniq[counts >= max(_MIN_CELL_ROWS, ctx.m_min)])
+            valid = (_complete(ctx.z_s, numeric), _complete(ctx.z_b, numeric))
+        counter = _KeyCounts(ks, valid[0], ctx.cluster_min)
+        found = _density(ctx, ks, kb, valid, counter.cells())
         if not found:
             continue
         dense = np.unique(ks[[member for member, _, _, _ in found]])
         name = "near-duplicate cluster" if mode == "fine" else "dense outlier cluster"
         for member, cell_rows, label, st in found:
             rows = cell_rows
-            peak, split = _neighbour_peak(ctx, member, width, offset, cols, uniq, counts, dense)
+            peak, split = _neighbour_peak(ctx, member, width, offset, cols, counter, dense)
             if st["n"] < _ISOLATION * max(peak, 1) or split > _SPLIT_CELLS:
                 continue
             rows = _core(ctx, rows, cols, st["e"])

@@ -82,6 +82,14 @@ class BinnedModel:
             out[start:start + len(part)] = s - s.max(axis=1, keepdims=True)
         return out
 
+    def scores_from(self, plan: FeaturePlan, z: np.ndarray) -> np.ndarray:
+        """``scores`` of encoded rows, binned chunk by chunk (no bin matrix is kept)."""
+        out = np.empty((len(z), self.classes), dtype=np.float32)
+        for start in range(0, len(z), _CHUNK):
+            out[start:start + _CHUNK] = self.scores(plan.bin_matrix(z[start:start + _CHUNK],
+                                                                    True))
+        return out
+
     def calibrate(self, scores: np.ndarray, y: np.ndarray) -> None:
         """Fit the temperature and class offsets on held-out rows (maximum likelihood)."""
         ok = y >= 0

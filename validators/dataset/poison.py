@@ -27,6 +27,7 @@ from custody.validators.dataset.encode import FeaturePlan
 _KNN_K = 10
 _KNN_DIMS = 6
 _KNN_Z = 5.0
+_KNN_Z_STRATUM = 5.5
 _KNN_RATIO = 1.25  # disagreeing rows must be at least this many times the expected number
 _LIST_RATIO = 1.5  # a stratum names rows when it disagrees this many times the natural rate
 _MIN_EXCESS_SHARE = 0.0005  # the kNN rule needs an excess of at least this share of rows
@@ -145,7 +146,8 @@ def strata(proba: np.ndarray) -> np.ndarray:
     """A label-free stratum per row: the predicted class and how sure the model is."""
     top = np.argmax(proba, axis=1).astype(np.int64)
     sure = np.searchsorted(_STRATA_EDGES, proba.max(axis=1), side="right")
-    return np.asarray(top * (len(_STRATA_EDGES) + 1) + sure, dtype=np.int32)
+    return np.asarray(top * (len(_STRATA_EDGES) + 1) + sure, dtype=np.int16 if
+                      proba.shape[1] * (len(_STRATA_EDGES) + 1) < 1 << 15 else np.int32)
 
 
 def _knn_space(plan: FeaturePlan, z_ref: np.ndarray, y_ref: np.ndarray, classes: int,
@@ -269,14 +271,15 @@ class KnnResult:
         rate, n_eff = self.rate, self.n_eff
         expected_s = self.per_stratum * rate
         var_rate = np.maximum(rate, 0.5 / np.maximum(n_eff, 1.0)) * (1 - rate) / n_eff
-        # random flips add about the same rate to every stratum, the null rate differs:
-        # weigh each stratum's excess by 1 / its null rate (the locally most powerful
-        # combination)
-        omega = 1.0 / np.maximum(rate, 1.0 / np.maximum(n_eff, 1.0))
+        # random flips add about the same rate to every stratum (an excess ~ its rows n_s);
+        # each stratum's excess is weighed by n_s / its variance (counting noise and the error
+        # of its rate estimated on held-out rows): the locally most powerful combination,
+        # 1 / rate while counting noise dominates
+        var_s = np.maximum(found, expected_s) + self.per_stratum ** 2 * var_rate + 1.0
+        omega = self.per_stratum / var_s
         excess_s = found - expected_s
         t_stat = float(np.sum(omega * excess_s))
-        var_t = float(np.sum(omega ** 2 * (np.maximum(found, expected_s)
-                                           + self.per_stratum ** 2 * var_rate)))
+        var_t = float(np.sum(omega ** 2 * var_s))
         z = t_stat / math.sqrt(var_t + 1.0)
         ratio = float(np.sum(omega * found) / max(float(np.sum(omega * expected_s)), 1e-9))
         d, expected = len(hits), float(expected_s.sum())
@@ -285,8 +288,13 @@ class KnnResult:
               "disagreeing_rows": d, "expected_natural": round(expected, 2),
               "ratio": round(ratio, 3), "z": round(z, 2), "baseline_rate": round(self.pooled, 6),
               "holdout_rows": self.holdout, "features": self.features}
-        if excess < max(10.0, _MIN_EXCESS_SHARE * self.queried) or z < _KNN_Z \
-                or ratio < _KNN_RATIO:
+        # or one stratum alone (flips show where neighbourhoods are unanimous; a Bonferroni
+        # margin over the strata)
+        z_s = excess_s / np.sqrt(var_s)
+        alone = (z_s >= _KNN_Z_STRATUM) & (found >= _LIST_RATIO * expected_s)
+        ev["z_stratum"] = round(float(z_s.max(initial=0.0)), 2)
+        if excess < max(10.0, _MIN_EXCESS_SHARE * self.queried) or (
+                (z < _KNN_Z or ratio < _KNN_RATIO) and not alone.any()):
             return None
         # per stratum where disagreeing rows are at least _LIST_RATIO times the natural
         # number, the rows its excess is made of, least likely labels first; the disagreeing

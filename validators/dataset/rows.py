@@ -29,6 +29,7 @@ from custody.validators.dataset.reader import DataSource
 from custody.validators.findings import Finding, Severity
 
 _PARALLEL_RULES_MAX_ROWS = 2_000_000
+_RELEASE_ROWS = 1 << 20
 
 
 class Clock:
@@ -67,11 +68,12 @@ def read_side(source: DataSource, profiler: Profiler, hash_cols: list[str], labe
               ticker: Callable[[int], None], own_cols: list[str] | None = None) -> Side:
     """One streamed pass over ``source`` (see the module docstring); ``own_cols``: also hash
     the rows over these columns (the version's own reference)."""
-    own: list[np.ndarray] = []
-    hashes: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    ids: list[np.ndarray] = []
-    zs: list[np.ndarray] = []
+    total = source.num_rows  # known for Parquet: the arrays are filled in place
+    own = _Column(total, np.uint64) if own_cols is not None else None
+    hashes = _Column(total, np.uint64)
+    labels = _Column(total, np.int32) if label is not None else None
+    ids = _Column(total, np.uint64) if id_col is not None else None
+    z = _Column(total, np.float32, len(plan.features)) if plan is not None else None
     # The profile of a batch is computed on a worker thread while this thread hashes and
     # encodes it (numpy and Arrow kernels release the GIL).
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -80,41 +82,64 @@ def read_side(source: DataSource, profiler: Profiler, hash_cols: list[str], labe
             if pending is not None:
                 pending.result()
             pending = pool.submit(profiler.update, batch)
-            hashes.append(row_hashes(batch, hash_cols))
-            if own_cols is not None:
-                own.append(row_hashes(batch, own_cols))
-            if label is not None:
-                labels.append(codes.encode(batch.column(label)))
-            if id_col is not None:
-                ids.append(column_hash(batch.column(id_col)))
-            if plan is not None:
-                zs.append(plan.encode(batch))
+            hashes.add(row_hashes(batch, hash_cols))
+            if own is not None and own_cols is not None:
+                own.add(row_hashes(batch, own_cols))
+            if labels is not None and label is not None:
+                labels.add(codes.encode(batch.column(label)))
+            if ids is not None and id_col is not None:
+                ids.add(column_hash(batch.column(id_col)))
+            if z is not None and plan is not None:
+                z.add(plan.encode(batch))
             ticker(batch.num_rows)
+            if hashes.at % _RELEASE_ROWS < batch.num_rows:  # give decoded pages back as we go
+                pa.default_memory_pool().release_unused()
         if pending is not None:
             pending.result()
     desc = describe_schema(source.schema)
     prof = profiler.finish(fingerprint_of(desc), desc)
     pa.default_memory_pool().release_unused()  # decoded batches are gone: give pages back
-
-    def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
-
-    z = None
-    if plan is not None:
-        # column-major: every rule reads whole feature columns
-        z = np.empty((sum(len(part) for part in zs), len(plan.features)), dtype=np.float32,
-                     order="F")
-        for j in range(len(plan.features)):
-            if zs:
-                np.concatenate([part[:, j] for part in zs], out=z[:, j])
-        del zs
     sample_labels = None
     if label is not None:
         sample_labels = codes.encode(profiler.sample.column(label).combine_chunks())
-    return Side(prof, profiler.sample, cat(hashes, np.uint64),
-                cat(labels, np.int32) if label is not None else None,
-                cat(ids, np.uint64) if id_col is not None else None, z, sample_labels,
-                own_hashes=cat(own, np.uint64) if own_cols is not None else None)
+    return Side(prof, profiler.sample, hashes.done(),
+                labels.done() if labels is not None else None,
+                ids.done() if ids is not None else None,
+                z.done() if z is not None else None, sample_labels,
+                own_hashes=own.done() if own is not None else None)
+
+
+class _Column:
+    """Per-row values of one pass: filled in place when the row count is known (no second
+    copy at the end), else collected per batch. Matrices are column-major (every rule reads
+    whole feature columns)."""
+
+    def __init__(self, total: int | None, dtype: Any, width: int | None = None) -> None:
+        self.dtype, self.width, self.at = dtype, width, 0
+        self.parts: list[np.ndarray] = []
+        self.out: np.ndarray | None = None
+        if total is not None:
+            shape: tuple[int, ...] = (total,) if width is None else (total, width)
+            self.out = np.empty(shape, dtype=dtype, order="F")
+
+    def add(self, part: np.ndarray) -> None:
+        if self.out is None:
+            self.parts.append(part)
+        else:
+            self.out[self.at:self.at + len(part)] = part
+        self.at += len(part)
+
+    def done(self) -> np.ndarray:
+        if self.out is not None:
+            return self.out[: self.at]
+        if self.width is None:
+            return np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=self.dtype)
+        out = np.empty((self.at, self.width), dtype=self.dtype, order="F")
+        for j in range(self.width):
+            if self.parts:
+                np.concatenate([p[:, j] for p in self.parts], out=out[:, j])
+        self.parts = []
+        return out
 
 
 def _rows_evidence(rows: np.ndarray, cap: int) -> dict[str, Any]:
@@ -134,10 +159,14 @@ def poison_findings(b: Side, s: Side, plan: FeaturePlan, codes: LabelCodes, clas
     candidates = {} if candidates is None else candidates
     # the exact rules (sorting hashes) and the baseline model (binning, fitting) are
     # independent: one on a worker thread while the other runs here
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        exact = pool.submit(_exact_findings, b, s, codes.names, path, cap, rows)
+    if len(s.labels) <= _PARALLEL_RULES_MAX_ROWS:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            exact = pool.submit(_exact_findings, b, s, codes.names, path, cap, rows)
+            view, ctx = _model_view(b, s, plan, classes)
+            out, eligible = exact.result()
+    else:  # one after the other keeps the peak memory of large inputs down
+        out, eligible = _exact_findings(b, s, codes.names, path, cap, rows)
         view, ctx = _model_view(b, s, plan, classes)
-        out, eligible = exact.result()
     ctx.eligible = eligible
     view.log_w = _shift(view, s.labels, eligible)
     clock.lap("poison_encode")
@@ -317,12 +346,14 @@ def _model_view(b: Side, s: Side, plan: FeaturePlan, classes: int
     half = min(len(y_b) // 2, _FIT_ROWS)
     fit, hold = np.sort(perm[:half]), np.sort(perm[half:half + _FIT_ROWS])
     fine_b = plan.bin_matrix(z_b, True)
-    fine_s = plan.bin_matrix(s.z, True)
+    # large inputs: no bin matrix (0.5 GB at 10M rows and 13 features), codes per feature
+    fine_s = plan.bin_matrix(s.z, True) if len(s.z) <= _PARALLEL_RULES_MAX_ROWS else None
     sizes = bin_sizes(plan)
     model = BinnedModel.fit(fine_b[fit], y_b[fit], sizes, classes)
     p_hold = model.proba(_calibrated(model, fine_b[hold], y_b[hold]))
     relevance = model.information(fine_b[fit], y_b[fit])
-    p_s = model.proba(model.scores(fine_s))
+    p_s = model.proba(model.scores(fine_s) if fine_s is not None
+                      else model.scores_from(plan, s.z))
     y_s = s.labels
     labelled = y_s >= 0
     own = np.ones(len(y_s), dtype=np.float32)
@@ -331,9 +362,9 @@ def _model_view(b: Side, s: Side, plan: FeaturePlan, classes: int
     view = poison.ModelView(plan, classes, z_b[fit], y_b[fit], z_b[hold], y_b[hold], p_hold,
                             poison.strata(p_hold), p_s, own, strata_s, np.zeros(classes),
                             relevance)
-    coarse_s, coarse_b = plan.coarse_from_fine(fine_s), plan.coarse_from_fine(fine_b)
+    coarse_b = plan.coarse_from_fine(fine_b)
     every = np.ones(len(y_s), dtype=bool)  # replaced by the exact rules' eligible rows
-    ctx = cellrules.CellContext(plan, view, s.z, y_s, every, fine_s, coarse_s,
+    ctx = cellrules.CellContext(plan, view, s.z, y_s, every, fine_s, None,
                                 fine_b[hold], coarse_b[hold], z_b, y_b, fine_b,
                                 len(y_s) / max(len(y_b), 1), classes)
     return view, ctx
