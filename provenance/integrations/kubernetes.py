@@ -7,7 +7,8 @@ rule, also in docs/service.md):
    ``spec.predictor.<framework>.storageUri``, or a Pod's ``custody.dev/model-uri`` annotation;
 2. the service lists the objects at that URI (sizes and identities: version id, ETag,
    generation; a listing is reused for ``listing_seconds``, 2 s by default, since the storage
-   initializer lists and hashes again when the pod starts). Where a signed record says it was recorded **at that location** and every
+   initializer lists and hashes again when the pod starts). Where a signed record says it was
+   recorded **at that location** and every
    object still has the identity it had then (a version id, ETag or generation, not a size or
    a time alone), the URI is bound to that record without reading the bytes;
 3. else the service hashes the bytes at the URI (cached by location + each object's identity
