@@ -49,6 +49,7 @@ __all__ = [
     "Policy",
     "RecordResult",
     "RefusedError",
+    "ScanOptions",
     "ScanRefusedError",
     "ScanReport",
     "Severity",
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
     from custody.provenance.verification.verify import VerificationReport, verify
     from custody.provenance.workspace import Workspace
     from custody.validators.findings import Finding, ScanReport, Severity, Verdict
+    from custody.validators.interface import ScanOptions
 
 _LAZY = {
     "Manifest": "custody.provenance.hashing.manifest",
@@ -97,6 +99,7 @@ _LAZY = {
     "ScanReport": "custody.validators.findings",
     "Severity": "custody.validators.findings",
     "Verdict": "custody.validators.findings",
+    "ScanOptions": "custody.validators.interface",
 }
 
 
@@ -118,9 +121,16 @@ def open_ledger(ledger: str | Path | None = None, *, append: bool = False) -> Le
 
 def hash_path(path: str | Path, *, allow_symlinks: bool = False) -> Manifest:
     """The manifest of a file or directory: each file's relpath, size and SHA-256, and the root
-    digest (``sha256`` of a file, ``sha256-manifest-v1`` of a directory)."""
+    digest (``sha256`` of a file, ``sha256-manifest-v1`` of a directory). ``path`` may be an
+    object-store URI (``s3://bucket/prefix``, ``file://``, ...): the same manifest as of the
+    downloaded bytes, read once."""
     from custody.provenance.hashing.files import hash_path as hash_files
+    from custody.provenance.hashing.locations import is_uri
 
+    if isinstance(path, str) and is_uri(path):
+        from custody.provenance.hashing.objects import hash_uri
+
+        return hash_uri(path).manifest
     return hash_files(Path(path), allow_symlinks=allow_symlinks)
 
 

@@ -164,3 +164,37 @@ def test_hash_scan_and_open_ledger_as_documented(project: Path) -> None:
     with custody.open_ledger() as ledger:
         assert ledger.resolve("clf").ref == "clf@1"
     assert custody.open_workspace().home == project / ".custody"
+
+
+def _pickle_with_global(module: str, name: str) -> bytes:
+    """A protocol-4 pickle that builds ``module.name()``: a class no profile allows."""
+    return (b"\x80\x04\x95" + (0).to_bytes(8, "little") + b"\x8c" + bytes([len(module)])
+            + module.encode() + b"\x94\x8c" + bytes([len(name)]) + name.encode()
+            + b"\x94\x93\x94)\x81\x94.")
+
+
+def test_record_honours_the_workspace_policy_allow_globals_like_the_cli(project: Path) -> None:
+    (project / "est.pkl").write_bytes(_pickle_with_global("mylib.models", "Estimator"))
+    with pytest.raises(custody.ScanRefusedError, match=r"mylib\.models\.Estimator"):
+        custody.record("est.pkl", name="est", kind="model")
+    (project / ".custody" / "policy.toml").write_text(
+        'version = 1\n[signers.team]\nkeys = ["keys/signing.pub"]\n[[trust]]\n'
+        'signers = ["team"]\n[pickle]\nallow_globals = ["mylib.models.Estimator"]\n',
+        encoding="utf-8")
+    assert custody.record("est.pkl", name="est", kind="model").version.ref == "est@1"
+    with custody.open_ledger(append=True) as ledger:  # an open Ledger: the same workspace policy
+        again = custody.record("est.pkl", name="est2", kind="model", ledger=ledger,
+                               signer=project / ".custody/keys/signing.key")
+    assert again.version.ref == "est2@1"
+    with custody.open_ledger(append=True) as ledger, pytest.raises(custody.ScanRefusedError):
+        custody.record("est.pkl", name="est3", kind="model", ledger=ledger,
+                       signer=project / ".custody/keys/signing.key",
+                       scan_options=custody.ScanOptions())  # explicit options replace it
+
+
+def test_hash_path_and_record_take_a_uri_as_the_cli_does(project: Path) -> None:
+    uri = (project / "model.pkl").as_uri()  # file:///...: object-store code path, not Path()
+    assert custody.hash_path(uri).digest == custody.hash_path("model.pkl").digest
+    result = custody.record(uri, name="clf", kind="model")
+    assert result.version.ref == "clf@1"
+    assert custody.verify("model.pkl", "policy.toml").artifact.ref == "clf@1"
