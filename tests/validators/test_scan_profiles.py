@@ -18,7 +18,12 @@ from support import scan_ecosystems
 from custody.errors import PolicyFileError, UsageError
 from custody.validators.findings import Severity
 from custody.validators.interface import ScanOptions
-from custody.validators.models.allowlist import PROFILE_DIR, check_profile_names, profiles
+from custody.validators.models.allowlist import (
+    PROFILE_DIR,
+    check_profile_names,
+    compile_profiles,
+    profiles,
+)
 from custody.validators.models.content import scan_content
 from custody.validators.models.context import Ctx
 
@@ -42,6 +47,32 @@ def test_every_profile_is_exact_and_says_what_its_entries_reconstruct() -> None:
         for qualified, kind in profile.entries.items():
             assert "*" not in qualified and kind in profile.reduce, qualified
             assert len(profile.reduce[kind]) > 40  # a sentence on what the reduce path calls
+
+
+def test_the_compiled_table_the_scanner_reads_is_the_shipped_toml() -> None:
+    """The scanner reads allowlist_compiled.py (no TOML parse per process): it must be exactly
+    what the reviewed TOML compiles to, or an edited profile would not take effect."""
+    compiled = Path(__file__).resolve().parents[2] / "validators/models/allowlist_compiled.py"
+    assert compiled.read_text(encoding="utf-8") == compile_profiles(), (
+        "stale: run python -m custody.validators.models.allowlist > "
+        "validators/models/allowlist_compiled.py")
+
+
+def test_a_profile_edit_changes_the_compiled_table(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from custody.validators.models import allowlist
+
+    edited = tmp_path / "profiles"
+    edited.mkdir()
+    for path in PROFILE_DIR.glob("*.toml"):
+        (edited / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    torch_toml = edited / "torch.toml"
+    torch_toml.write_text(torch_toml.read_text(encoding="utf-8").replace(
+        '"torch" = [', '"torch" = [\n    "ExtraReviewedClass",', 1), encoding="utf-8")
+    monkeypatch.setattr(allowlist, "PROFILE_DIR", edited)
+    assert "torch.ExtraReviewedClass" in compile_profiles()
+    assert compile_profiles() != (PROFILE_DIR.parent / "allowlist_compiled.py").read_text(
+        encoding="utf-8")
 
 
 # Entries of denylisted modules, each reviewed: constructing a path does no I/O (its methods do,

@@ -14,6 +14,8 @@ All profiles are active by default; a policy's ``[pickle] profiles = [...]`` cho
 from __future__ import annotations
 
 import functools
+import hashlib
+import pprint
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -46,8 +48,8 @@ def _bad(path: Path, problem: str) -> UsageError:
                       subject=str(path), hint="restore the file from the custody package")
 
 
-def _parse(path: Path) -> Profile:
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
+def _parse(path: Path, text: str) -> Profile:
+    data = tomllib.loads(text)
     if set(data) != _PROFILE_KEYS:
         raise _bad(path, f"needs exactly the keys {sorted(_PROFILE_KEYS)}")
     reduce, tables = data["reduce"], data["globals"]
@@ -71,25 +73,65 @@ def _parse(path: Path) -> Profile:
                    str(data["checked"]), dict(reduce), entries)
 
 
+def _texts() -> dict[str, str]:
+    """Each shipped profile's TOML by file stem: the reviewed source of the compiled table."""
+    return {path.stem: path.read_text(encoding="utf-8")
+            for path in sorted(PROFILE_DIR.glob("*.toml"))}
+
+
 @functools.cache
+def _profile(stem: str) -> Profile:
+    from custody.validators.models.allowlist_compiled import PROFILES
+
+    return Profile(*PROFILES[stem][1:])
+
+
+@functools.cache
+def _stems() -> tuple[str, ...]:
+    from custody.validators.models.allowlist_compiled import PROFILES
+
+    return tuple(sorted(PROFILES))
+
+
+def compile_profiles() -> str:
+    """The text of ``allowlist_compiled.py``, the table the scanner reads (parsing the TOML at
+    every start cost more than scanning a 1 GiB checkpoint): regenerate it after editing a
+    profile with ``python -m custody.validators.models.allowlist >
+    validators/models/allowlist_compiled.py``; tests/validators/test_scan_profiles.py fails
+    while it is stale."""
+    table = {}
+    for stem, text in _texts().items():
+        p = _checked(stem, text)
+        table[stem] = (hashlib.sha256(text.encode("utf-8")).hexdigest(), p.name, p.library,
+                       p.revision, p.checked, dict(p.reduce), dict(p.entries))
+    return ('"""Generated from profiles/*.toml by ``python -m '
+            'custody.validators.models.allowlist``: do not edit.\n\n'
+            'Each value: the TOML\'s sha256, then the Profile fields."""\n'
+            "# ruff: noqa: E501\n\n"
+            "PROFILES: dict[str, tuple[str, str, str, int, str, dict[str, str], dict[str, str]]]"
+            f" = {pprint.pformat(table, width=99, sort_dicts=True)}\n")
+
+
+def _checked(stem: str, text: str) -> Profile:
+    path = PROFILE_DIR / f"{stem}.toml"
+    profile = _parse(path, text)
+    if profile.name != stem:
+        raise _bad(path, f"its name {profile.name!r} is not its file name")
+    return profile
+
+
 def profiles() -> dict[str, Profile]:
     """Every shipped profile by name."""
-    found = {}
-    for path in sorted(PROFILE_DIR.glob("*.toml")):
-        profile = _parse(path)
-        if profile.name != path.stem:
-            raise _bad(path, f"its name {profile.name!r} is not its file name")
-        found[profile.name] = profile
-    return found
+    return {stem: _profile(stem) for stem in _stems()}
 
 
 def default_profiles() -> tuple[str, ...]:
-    return tuple(sorted(profiles()))
+    return _stems()
 
 
 def check_profile_names(names: Iterable[str]) -> tuple[str, ...]:
     """``names`` as a sorted tuple; UsageError naming the first unknown one."""
-    known = profiles()
+    known = _stems()
     chosen = tuple(sorted(set(names)))
     for name in chosen:
         if name not in known:
@@ -100,21 +142,17 @@ def check_profile_names(names: Iterable[str]) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=32)
 def _index(selected: tuple[str, ...]) -> dict[str, Profile]:
-    known = profiles()
     index: dict[str, Profile] = {}
-    for name in selected:
-        for qualified in known[name].entries:
-            index.setdefault(qualified, known[name])
+    for stem in selected:  # sorted: the first profile that lists a name admits it
+        profile = _profile(stem)
+        for qualified in profile.entries:
+            index.setdefault(qualified, profile)
     return index
 
 
-def active_index(selected: tuple[str, ...] | None) -> dict[str, Profile]:
-    """qualified name -> the profile that admits it, for the selected profiles (None: all)."""
-    return _index(default_profiles() if selected is None else check_profile_names(selected))
-
-
 def profile_of(module: str, name: str, selected: tuple[str, ...] | None = None) -> Profile | None:
-    return active_index(selected).get(f"{module}.{name}")
+    chosen = default_profiles() if selected is None else check_profile_names(selected)
+    return _index(chosen).get(f"{module}.{name}")
 
 
 def is_allowlisted(module: str, name: str, selected: tuple[str, ...] | None = None) -> bool:
@@ -138,3 +176,7 @@ def is_torchscript_allowed(module: str, name: str) -> bool:
         or module.startswith("__torch__.")
         or (f"{module}.{name}" in _TORCHSCRIPT)
     )
+
+
+if __name__ == "__main__":
+    print(compile_profiles(), end="")
