@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -15,6 +16,7 @@ from custody.errors import UsageError
 
 if TYPE_CHECKING:
     from custody.provenance.ledger.store import Ledger
+    from custody.provenance.policy.core import Policy
     from custody.provenance.workspace import Workspace
     from custody.signing.interface import Signer
 
@@ -154,6 +156,58 @@ IdOpt = Annotated[str | None, typer.Option(
 SymlinkOpt = Annotated[
     bool, typer.Option("--allow-symlinks", help="Follow symlinks that stay inside the artifact.")
 ]
+
+# The trust options of the commands that verify (verify, fetch): one definition each.
+NameOpt = Annotated[str | None, typer.Option("--name", metavar="NAME",
+                                             help="Expected artifact name.")]
+TrustKeysOpt = Annotated[list[Path] | None, typer.Option(
+    "--key", metavar="PUB", help="Trusted public key (repeatable; default: the workspace's "
+    "trusted_keys).")]
+IdentityOpt = Annotated[str | None, typer.Option(
+    "--identity", metavar="IDENTITY",
+    help="Trusted Sigstore keyless identity (certificate SAN), exact.")]
+IdentityRegexpOpt = Annotated[str | None, typer.Option(
+    "--identity-regexp", metavar="REGEX",
+    help="Trusted keyless identity as a regular expression (full match).")]
+IssuerOpt = Annotated[str | None, typer.Option(
+    "--issuer", metavar="URL",
+    help="OIDC issuer of the keyless identity, exact (required with --identity*).")]
+CaCertsOpt = Annotated[list[Path] | None, typer.Option(
+    "--ca-cert", metavar="PEM", help="Trusted CA root for certificate-chain signatures.")]
+TrustedRootOpt = Annotated[Path | None, typer.Option(
+    "--trusted-root", metavar="FILE", help="Pinned Sigstore trusted_root.json (fully offline).")]
+PolicyFileOpt = Annotated[Path | None, typer.Option(
+    "--policy", metavar="FILE", help="Policy file (default: .custody/policy.toml if it exists).")]
+LedgerVkeyOpt = Annotated[str | None, typer.Option(
+    "--ledger-vkey", metavar="VKEY", help="The ledger's checkpoint key (default: "
+    "$CUSTODY_LEDGER_VKEY, else the workspace's ledger_vkey).")]
+
+
+@dataclass(frozen=True)
+class TrustOptions:
+    """What the trust options of a verifying command say, turned into a policy by :meth:`policy`:
+    explicit trust (keys, identities, CA roots) replaces the workspace's, as in ``build_policy``."""
+
+    keys: list[Path] | None
+    identity: str | None
+    identity_regexp: str | None
+    issuer: str | None
+    ca_certs: list[Path] | None
+    trusted_root: Path | None
+    policy_file: Path | None
+    threshold: Threshold | None
+    staging: bool = False
+
+    def policy(self, workspace: Workspace | None) -> Policy:
+        from custody.provenance.verification.policy_options import build_policy
+
+        explicit = bool(self.keys or self.identity or self.identity_regexp or self.issuer
+                        or self.ca_certs)
+        return build_policy(
+            keys=self.keys or [], identity=self.identity, identity_regexp=self.identity_regexp,
+            issuer=self.issuer, ca_certs=self.ca_certs or [], trusted_root=self.trusted_root,
+            staging=self.staging, threshold=self.threshold.value if self.threshold else None,
+            policy_file=self.policy_file, workspace=None if explicit else workspace)
 
 
 def want_json(flag: bool) -> bool:

@@ -2,7 +2,7 @@
 then move them into DEST (the KServe storage initializer; registered by cli.py).
 
 Logic in custody.provenance.verification.fetch; the trust is chosen as ``custody verify``
-chooses it (``build_policy``: trust options, else --policy, else the workspace's)."""
+chooses it (``TrustOptions.policy``: trust options, else --policy, else the workspace's)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,23 @@ import typer
 
 from custody._commands import render
 from custody._commands.common import (
+    CaCertsOpt,
+    IdentityOpt,
+    IdentityRegexpOpt,
+    IssuerOpt,
     JsonOpt,
+    LedgerVkeyOpt,
+    NameOpt,
+    PolicyFileOpt,
     ThresholdOpt,
+    TrustedRootOpt,
+    TrustKeysOpt,
+    TrustOptions,
     current_workspace,
     open_workspace_ledger,
     want_json,
 )
 from custody.errors import UsageError
-from custody.provenance.verification.policy_options import build_policy
 
 
 def fetch(
@@ -31,30 +40,15 @@ def fetch(
         metavar="DEST", help="An empty or new directory (KServe passes /mnt/models).")],
     verify: Annotated[bool, typer.Option(
         "--verify", help="Required: say that only verified bytes may reach DEST.")] = False,
-    name: Annotated[str | None, typer.Option("--name", metavar="NAME",
-                                             help="Expected artifact name.")] = None,
-    keys: Annotated[list[Path] | None, typer.Option(
-        "--key", metavar="PUB", help="Trusted public key (repeatable; default: the workspace's "
-        "trusted_keys).")] = None,
-    identity: Annotated[str | None, typer.Option(
-        metavar="IDENTITY", help="Trusted Sigstore keyless identity (certificate SAN), exact.")
-    ] = None,
-    identity_regexp: Annotated[str | None, typer.Option(
-        metavar="REGEX", help="Trusted keyless identity as a regular expression (full match).")
-    ] = None,
-    issuer: Annotated[str | None, typer.Option(
-        metavar="URL", help="OIDC issuer of the keyless identity, exact.")] = None,
-    ca_certs: Annotated[list[Path] | None, typer.Option(
-        "--ca-cert", metavar="PEM", help="Trusted CA root for certificate-chain signatures.")
-    ] = None,
-    trusted_root: Annotated[Path | None, typer.Option(
-        metavar="FILE", help="Pinned Sigstore trusted_root.json (fully offline).")] = None,
-    policy_file: Annotated[Path | None, typer.Option(
-        "--policy", metavar="FILE", help="Policy file (default: .custody/policy.toml if it "
-        "exists).")] = None,
-    ledger_vkey: Annotated[str | None, typer.Option(
-        "--ledger-vkey", metavar="VKEY", help="The ledger's checkpoint key (default: "
-        "$CUSTODY_LEDGER_VKEY, else the workspace's ledger_vkey).")] = None,
+    name: NameOpt = None,
+    keys: TrustKeysOpt = None,
+    identity: IdentityOpt = None,
+    identity_regexp: IdentityRegexpOpt = None,
+    issuer: IssuerOpt = None,
+    ca_certs: CaCertsOpt = None,
+    trusted_root: TrustedRootOpt = None,
+    policy_file: PolicyFileOpt = None,
+    ledger_vkey: LedgerVkeyOpt = None,
     threshold: ThresholdOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -73,13 +67,9 @@ def fetch(
     if not verify:
         raise UsageError("custody fetch delivers verified bytes only: pass --verify",
                          hint="custody fetch --verify SRC DEST")
-    explicit = bool(keys or identity or identity_regexp or issuer or ca_certs)
     ws = current_workspace()
-    policy = build_policy(
-        keys=keys or [], identity=identity, identity_regexp=identity_regexp, issuer=issuer,
-        ca_certs=ca_certs or [], trusted_root=trusted_root, staging=False,
-        threshold=threshold.value if threshold else None, policy_file=policy_file,
-        workspace=None if explicit else ws)
+    policy = TrustOptions(keys, identity, identity_regexp, issuer, ca_certs, trusted_root,
+                          policy_file, threshold).policy(ws)
     pinned = NoteVerifier.from_vkey(ledger_vkey) if ledger_vkey else ws.ledger_verifier()
     with open_workspace_ledger(ws) as ledger:
         result = fetch_verified(src, dest, policy, ledger=ledger, ledger_verifier=pinned,

@@ -10,9 +10,19 @@ import typer
 
 from custody._commands import render
 from custody._commands.common import (
+    CaCertsOpt,
+    IdentityOpt,
+    IdentityRegexpOpt,
+    IssuerOpt,
     JsonOpt,
+    LedgerVkeyOpt,
+    NameOpt,
+    PolicyFileOpt,
     SymlinkOpt,
     ThresholdOpt,
+    TrustedRootOpt,
+    TrustKeysOpt,
+    TrustOptions,
     current_workspace,
     open_workspace_ledger,
     optional_workspace,
@@ -22,7 +32,6 @@ from custody._commands.common import (
     want_json,
 )
 from custody.errors import UsageError
-from custody.provenance.verification.policy_options import build_policy
 
 if TYPE_CHECKING:
     from custody.provenance.log.checkpoint import NoteVerifier
@@ -32,25 +41,13 @@ if TYPE_CHECKING:
 def verify_cmd(
     path: Annotated[Path | None, typer.Argument(
         help="The file or directory about to be used (or --dvc-stage).")] = None,
-    name: Annotated[str | None, typer.Option("--name", metavar="NAME",
-                                             help="Expected artifact name.")] = None,
-    keys: Annotated[list[Path] | None, typer.Option(
-        "--key", metavar="PUB", help="Trusted public key (repeatable; default: the workspace's "
-        "trusted_keys).")] = None,
-    identity: Annotated[str | None, typer.Option(
-        metavar="IDENTITY", help="Trusted Sigstore keyless identity (certificate SAN), exact.")
-    ] = None,
-    identity_regexp: Annotated[str | None, typer.Option(
-        metavar="REGEX", help="Trusted keyless identity as a regular expression (full match).")
-    ] = None,
-    issuer: Annotated[str | None, typer.Option(
-        metavar="URL", help="OIDC issuer of the keyless identity, exact (required with "
-        "--identity*).")] = None,
-    ca_certs: Annotated[list[Path] | None, typer.Option(
-        "--ca-cert", metavar="PEM", help="Trusted CA root for certificate-chain signatures.")
-    ] = None,
-    trusted_root: Annotated[Path | None, typer.Option(
-        metavar="FILE", help="Pinned Sigstore trusted_root.json (fully offline).")] = None,
+    name: NameOpt = None,
+    keys: TrustKeysOpt = None,
+    identity: IdentityOpt = None,
+    identity_regexp: IdentityRegexpOpt = None,
+    issuer: IssuerOpt = None,
+    ca_certs: CaCertsOpt = None,
+    trusted_root: TrustedRootOpt = None,
     staging: Annotated[bool, typer.Option(
         "--staging", help="Trust Sigstore staging instead of production (TUF, online).")
     ] = False,
@@ -60,16 +57,12 @@ def verify_cmd(
     receipt: Annotated[Path | None, typer.Option(
         "--receipt", metavar="FILE", help="Verify offline against an inclusion receipt "
         "(`custody audit prove`).")] = None,
-    ledger_vkey: Annotated[str | None, typer.Option(
-        "--ledger-vkey", metavar="VKEY", help="The ledger's checkpoint key (default: the "
-        "workspace's ledger_vkey).")] = None,
+    ledger_vkey: LedgerVkeyOpt = None,
     dvc_stage: Annotated[str | None, typer.Option(
         "--dvc-stage", metavar="NAME", help="Verify every output of this DVC stage.")] = None,
     dvc_lock: Annotated[Path, typer.Option(
         "--dvc-lock", metavar="FILE", help="The dvc.lock of --dvc-stage.")] = Path("dvc.lock"),
-    policy_file: Annotated[Path | None, typer.Option(
-        "--policy", metavar="FILE", help="Policy file (default: .custody/policy.toml if it "
-        "exists).")] = None,
+    policy_file: PolicyFileOpt = None,
     threshold: ThresholdOpt = None,
     allow_symlinks: SymlinkOpt = False,
     as_json: JsonOpt = False,
@@ -93,14 +86,10 @@ def verify_cmd(
         from custody.signing.sigstore_verify import SigstoreTrust
 
         check_trusted_root(SigstoreTrust(trusted_root=trusted_root))
-    explicit = bool(keys or identity or identity_regexp or issuer or ca_certs)
     standalone = bundle is not None or receipt is not None
     ws = optional_workspace() if standalone else current_workspace()
-    policy = build_policy(
-        keys=keys or [], identity=identity, identity_regexp=identity_regexp, issuer=issuer,
-        ca_certs=ca_certs or [], trusted_root=trusted_root, staging=staging,
-        threshold=threshold.value if threshold else None, policy_file=policy_file,
-        workspace=None if explicit else ws)
+    policy = TrustOptions(keys, identity, identity_regexp, issuer, ca_certs, trusted_root,
+                          policy_file, threshold, staging).policy(ws)
     # --ledger-vkey, else the pin the ledger carries ($CUSTODY_LEDGER_VKEY, the workspace's
     # ledger_vkey): never the key in the database; unpinned, verify refuses (ledger.key_unpinned)
     given = NoteVerifier.from_vkey(ledger_vkey) if ledger_vkey else None
