@@ -99,7 +99,9 @@ class ObjectListing:
 
 
 @dataclass(frozen=True)
-class _Listing:
+class TargetListing:
+    """What one listing of a target found (before any object is read)."""
+
     name: str
     is_directory: bool
     objects: tuple[Listed, ...]
@@ -108,13 +110,13 @@ class _Listing:
 def hash_uri(uri: str, *, workers: int | None = None, progress: ProgressCallback | None = None,
              storage_options: dict[str, Any] | None = None) -> ObjectManifest:
     """Hash the object or prefix at ``uri`` (see the module docstring for how)."""
-    return _hash(open_target(uri, storage_options), None, workers, progress)
+    return hash_target(open_target(uri, storage_options), None, workers, progress)
 
 
 def list_uri(uri: str, *, storage_options: dict[str, Any] | None = None) -> ObjectListing:
     """List the object or prefix at ``uri`` as :func:`hash_uri` would, reading no object."""
     target = open_target(uri, storage_options)
-    listing = _list(target)
+    listing = list_target(target)
     return ObjectListing(listing.name, listing.is_directory, _locations(target, listing))
 
 
@@ -123,7 +125,7 @@ def hash_into(uri: str, home: Path, *, workers: int | None = None,
               storage_options: dict[str, Any] | None = None) -> ObjectManifest:
     """Hash ``uri`` and copy the hashed bytes into the existing directory ``home`` (the caller
     owns and removes it): ``result.copy`` is ``home / name``, which must not exist yet."""
-    return _hash(open_target(uri, storage_options), home, workers, progress)
+    return hash_target(open_target(uri, storage_options), home, workers, progress)
 
 
 @contextmanager
@@ -138,14 +140,16 @@ def fetch_private(uri: str, *, workers: int | None = None,
     target = open_target(uri, storage_options)
     home = Path(tempfile.mkdtemp(prefix="custody-objects-"))
     try:
-        yield _hash(target, home, workers, progress)
+        yield hash_target(target, home, workers, progress)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _hash(target: Target, home: Path | None, workers: int | None,
-          progress: ProgressCallback | None) -> ObjectManifest:
-    listing = _list(target)
+def hash_target(target: Target, home: Path | None, workers: int | None,
+                progress: ProgressCallback | None) -> ObjectManifest:
+    """:func:`hash_uri` / :func:`hash_into` on an opened target (a caller that keeps one store
+    client per scheme, such as the storage initializer)."""
+    listing = list_target(target)
     copy = None if home is None else home / (listing.name or "artifact")
     count = max(1, workers or 16)
     reader = Reader(target, count, progress)
@@ -166,7 +170,7 @@ def _hash(target: Target, home: Path | None, workers: int | None,
     return ObjectManifest(manifest, _locations(target, listing), copy)
 
 
-def _locations(target: Target, listing: _Listing) -> Locations:
+def _locations(target: Target, listing: TargetListing) -> Locations:
     return Locations(target.shown, tuple(
         ObjectLocation(o.relpath, o.uri, o.identity) for o in listing.objects))
 
@@ -174,7 +178,8 @@ def _locations(target: Target, listing: _Listing) -> Locations:
 # --- listing ---------------------------------------------------------------------------------
 
 
-def _list(target: Target) -> _Listing:
+def list_target(target: Target) -> TargetListing:
+    """List ``target`` once, as :func:`hash_target` does before it reads."""
     fs, errors = target.fs, store_errors(target.protocol)
     root = target.path.rstrip("/") if target.protocol.listable else target.path
     try:
@@ -196,17 +201,17 @@ def _list(target: Target) -> _Listing:
                             hint="check the prefix (keys are case-sensitive)",
                             subject=target.shown)
     _check_tree([o.relpath for o in objects], target.shown)
-    return _Listing(_basename(root), True, tuple(objects))
+    return TargetListing(_basename(root), True, tuple(objects))
 
 
-def _single(target: Target, root: str, info: dict[str, Any]) -> _Listing:
+def _single(target: Target, root: str, info: dict[str, Any]) -> TargetListing:
     _refuse_special(target, root, info)
     if target.protocol.listable:
         name = _basename(root)
     else:
         name = PurePosixPath(urlsplit(target.path).path).name or urlsplit(target.path).netloc
     listed = Listed(root, name, target.shown, identity_of(info), _pin(target, info))
-    return _Listing(name, False, (listed,))
+    return TargetListing(name, False, (listed,))
 
 
 def _is_object(target: Target, path: str, info: dict[str, Any], root: str) -> bool:
@@ -261,10 +266,10 @@ def _pin(target: Target, info: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     return ((target.protocol.pin, str(version)),)
 
 
-def _check_unchanged(target: Target, before: _Listing) -> None:
+def _check_unchanged(target: Target, before: TargetListing) -> None:
     """List again after the last byte: the objects must be the ones that were hashed."""
     target.fs.invalidate_cache()
-    after = _list(target)
+    after = list_target(target)
     old = {o.relpath: o for o in before.objects}
     new = {o.relpath: o for o in after.objects}
     added, removed = sorted(new.keys() - old.keys()), sorted(old.keys() - new.keys())

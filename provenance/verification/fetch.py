@@ -236,21 +236,21 @@ class _ObjectSource:
     def listing(self) -> Listing:
         from custody.provenance.hashing import objects
 
-        listed = objects._list(self.target)  # the listing hash_uri makes, without reading
+        listed = objects.list_target(self.target)  # the listing hash_uri makes, without reading
         return _as_listing(self.display, listed.name, listed.is_directory, (
             ObjectLocation(o.relpath, o.uri, o.identity) for o in listed.objects))
 
     def hash(self, workers: int | None) -> tuple[Listing, Manifest]:
         from custody.provenance.hashing import objects
 
-        hashed = objects._hash(self.target, None, workers, None)
+        hashed = objects.hash_target(self.target, None, workers, None)
         return _from_locations(hashed.locations, hashed.manifest), hashed.manifest
 
     def download(self, into: Path, workers: int | None) -> tuple[Listing, Manifest, Path]:
         from custody.provenance.hashing import objects
 
         # objects.fetch_private stages in the temporary folder; DEST needs its own file system
-        hashed = objects._hash(self.target, into, workers, None)
+        hashed = objects.hash_target(self.target, into, workers, None)
         assert hashed.copy is not None  # noqa: S101 - a home was given
         return _from_locations(hashed.locations, hashed.manifest), hashed.manifest, hashed.copy
 
