@@ -1,5 +1,6 @@
 """Cell tests: regions of feature space whose rows carry one label far more often than the
-baseline predicts, and dense clusters the baseline does not have.
+baseline predicts (the dense clusters the baseline does not have: ``clusters.py``; the hit and
+context types: ``cell_context.py``).
 
 A *view* cuts the feature space into cells. For each cell ``g`` and label ``c`` the snapshot's
 count ``O`` is set against what the baseline expects for *those* rows:
@@ -21,11 +22,6 @@ two model-error sds towards ``O``, is ``>= _Z_MIN``.
   informative ones.
 - ``poison.boundary_relabel``: bands of the baseline model's probability of each label: labels
   moved near the decision boundary, where each change looks like noise.
-- ``poison.injected_cluster``: a fine grid (0.1 robust sd per feature) for near-duplicates and a
-  coarse grid (1 robust sd) for dense outlier clusters: a cell whose snapshot count is far
-  beyond the baseline sample's density there (binomial likelihood-ratio test), that is an
-  isolated peak (``_ISOLATION`` times any neighbouring cell: natural shifts move a smooth
-  density) and carries one label.
 
 Rows: for a never-seen value or a repeated value the baseline does not have, every row of the
 cell with the flagged label; for a relabelled region, the rows whose estimated chance of having
@@ -40,113 +36,29 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any
 
 import numpy as np
 
-from custody.validators.dataset.encode import FeaturePlan, mix64
-from custody.validators.dataset.poison import ModelView
+from custody.validators.dataset.cell_context import (
+    MIN_CELL_ROWS,
+    Z_MIN,
+    CellContext,
+    CellHit,
+    index_cells,
+    lr_z,
+)
 
-_FINE_GRID = 0.1
-_COARSE_GRID = 1.0
 _MAX_PAIR_FEATURES = 6
 _SCREEN_Z = 4.0  # a feature whose cells lean this much is paired with the others
-_Z_MIN = 5.5
 _DEFICIT = 0.5
 _TAU = 0.35  # prior sd of the model's logit error in a cell the held-out rows do not cover
 _TAU_SCATTERED = 0.15
 _MARGIN = 2.0  # model-error sds E is moved towards O before the test
-_MIN_CELL_ROWS = 10  # no rule looks at a cell with fewer snapshot rows
 _BAND_EDGES = np.array([0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.95], dtype=np.float32)
 _BAND_MID = (3, 7)  # bands 0.2-0.8
 _BAND_EFFECT = 0.004  # the reliability curve must move at least this share of the rows
 _DRILL_CELLS = 8  # leaning one-feature cells split further by every other feature
-_GRID_CHUNK = 1 << 18
-_PURE = 0.9  # a cluster carries one label on at least this share of its rows
-_ISOLATION = 4.0  # a cluster's cell holds this many times the rows of any cell next to it
-_SCALE_ALONE = 10.0
-_SPLIT_CELLS = 2  # a cluster may spill into at most this many dense neighbouring cells
 _POSTERIOR = 0.5
-
-
-@dataclass
-class CellHit:
-    rule: str
-    view: str
-    label: int
-    rows: np.ndarray
-    snapshot_rows: int
-    expected_rows: float
-    purity: float
-    baseline_share: float
-    description: str
-    observed: int = 0
-    z: float = 0.0
-    candidates: bool = False
-    cell_rows: np.ndarray | None = None  # every row of the cell with the label
-
-    def explained_by(self, flagged: np.ndarray, minimum: float) -> bool:
-        """Whether rows already flagged (e.g. an injected cluster inside the cell) account
-        for the excess."""
-        rows = self.rows if self.cell_rows is None else self.cell_rows
-        inside = int(np.isin(rows, flagged, assume_unique=True).sum())
-        return self.observed - inside - self.expected_rows < minimum
-
-    def to_json(self, label_names: list[Any]) -> dict[str, Any]:
-        return {"view": self.view, "pattern": self.description,
-                "label": label_names[self.label], "rows": len(self.rows),
-                "rows_are_candidates": self.candidates,
-                "snapshot_rows_in_cell": self.snapshot_rows, "observed": self.observed,
-                "expected_from_baseline": round(self.expected_rows, 2),
-                "purity": round(self.purity, 4), "baseline_share": round(self.baseline_share, 4),
-                "z": round(self.z, 2)}
-
-
-@dataclass
-class CellContext:
-    plan: FeaturePlan
-    view: ModelView
-    z_s: np.ndarray
-    y_s: np.ndarray
-    eligible: np.ndarray  # rows that may be reported (not plain copies of baseline rows)
-    # bin codes (rows x features, see FeaturePlan.bin_matrix); None for large inputs: each
-    # feature's codes are then computed when a view needs them (see ``fine``)
-    fine_s: np.ndarray | None
-    coarse_s: None  # derived per feature from the fine codes (see ``coarse``): saves memory
-    fine_h: np.ndarray  # the same for the held-out baseline rows
-    coarse_h: np.ndarray
-    z_b: np.ndarray  # the whole baseline row sample, encoded (density)
-    y_b: np.ndarray
-    fine_b: np.ndarray
-    scale: float  # snapshot rows per baseline sample row
-    classes: int
-
-    def fine(self, j: int, rows: np.ndarray | None = None) -> np.ndarray:
-        """The snapshot's fine bin codes of feature ``j`` (of ``rows``)."""
-        if self.fine_s is not None:
-            return self.fine_s[:, j] if rows is None else self.fine_s[rows, j]
-        z = self.z_s[:, j] if rows is None else self.z_s[rows, j]
-        return np.asarray(np.minimum(self.plan.features[j].bins(z, fine=True),
-                                     np.iinfo(np.int16).max), dtype=np.int16)
-
-    def coarse(self, j: int, rows: np.ndarray | None = None) -> np.ndarray:
-        """The snapshot's coarse bin codes of feature ``j`` (of ``rows``), as int64."""
-        fine = self.fine(j, rows)
-        f = self.plan.features[j]
-        if f.kind != "numeric":
-            return fine.astype(np.int64)
-        return np.asarray(f.coarse_lut().astype(np.int64)[fine])
-
-    @property
-    def m_min(self) -> float:
-        """The least excess a label test reports: max(10, 0.02% of rows)."""
-        return max(10.0, 2e-4 * len(self.y_s))
-
-    @property
-    def cluster_min(self) -> float:
-        """The least cluster: max(10, 0.002% of rows) (a pile of near-identical rows is
-        evidence at any size; its density and isolation tests do the rest)."""
-        return max(float(_MIN_CELL_ROWS), 2e-5 * len(self.y_s))
 
 
 def _interval(ctx: CellContext, j: int, code: int, fine: bool) -> str:
@@ -167,23 +79,6 @@ def _interval(ctx: CellContext, j: int, code: int, fine: bool) -> str:
     return f"{f.name} in [{edges[code - 1]:.6g}, {edges[code]:.6g})"
 
 
-def _index(keys: np.ndarray, cells: np.ndarray, dense: bool) -> np.ndarray:
-    if dense:
-        remap = np.full(int(cells.max(initial=0)) + 2, -1, dtype=np.int32)
-        remap[cells] = np.arange(len(cells))
-        last = len(remap) - 1  # holds -1: negative keys and keys beyond every cell
-        return np.asarray(remap[np.where((keys < 0) | (keys > last), last, keys)],
-                          dtype=np.int32)
-    out = np.full(len(keys), -1, dtype=np.int32)
-    if len(cells) == 0:
-        return out
-    for start in range(0, len(keys), _GRID_CHUNK):  # in chunks: no full-length temporaries
-        part = keys[start:start + _GRID_CHUNK]
-        pos = np.minimum(np.searchsorted(cells, part), len(cells) - 1)
-        out[start:start + len(part)] = np.where(cells[pos] == part, pos, -1)
-    return out
-
-
 def _cells(keys: np.ndarray, use: np.ndarray, minimum: float) -> tuple[np.ndarray, bool]:
     """Codes of the cells holding at least ``minimum`` used rows; whether codes are small."""
     k = keys[use]
@@ -193,15 +88,6 @@ def _cells(keys: np.ndarray, use: np.ndarray, minimum: float) -> tuple[np.ndarra
         return np.flatnonzero(counts >= minimum), True
     uniq, counts = np.unique(k, return_counts=True)
     return uniq[counts >= minimum], False
-
-
-def _lr_z(o: np.ndarray, e: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Signed root of the binomial likelihood-ratio statistic of o successes in n against an
-    expected e."""
-    p0 = np.clip(e / np.maximum(n, 1.0), 1e-12, 1 - 1e-12)
-    ph = np.clip(o / np.maximum(n, 1.0), 1e-12, 1 - 1e-12)
-    ll = o * np.log(ph / p0) + (n - o) * np.log((1 - ph) / (1 - p0))
-    return np.asarray(np.sign(o - e) * np.sqrt(2 * np.maximum(ll, 0.0)))
 
 
 @dataclass
@@ -248,14 +134,14 @@ def _label_test(ctx: CellContext, keys_s: np.ndarray, keys_h: np.ndarray,
     elig = ctx.eligible if t.rows_s is None else ctx.eligible[t.rows_s]
     y_h = v.y_hold if t.rows_h is None else v.y_hold[t.rows_h]
     use_s = elig & (y_s >= 0) & (keys_s >= 0)
-    cells, dense = _cells(keys_s, use_s, max(_MIN_CELL_ROWS, ctx.m_min))
+    cells, dense = _cells(keys_s, use_s, max(MIN_CELL_ROWS, ctx.m_min))
     if len(cells) == 0:
         return []
     m = len(cells)
     # every row gets a cell index, rows outside any tested cell the overflow index m
-    g_s = _index(keys_s, cells, dense).astype(np.int64)
+    g_s = index_cells(keys_s, cells, dense).astype(np.int64)
     g_s[~use_s | (g_s < 0)] = m
-    g_h = _index(keys_h, cells, dense).astype(np.int64)
+    g_h = index_cells(keys_h, cells, dense).astype(np.int64)
     g_h[(y_h < 0) | (keys_h < 0) | (g_h < 0)] = m
     observed = _counts(g_s, y_s, m, c)
     n = observed.sum(axis=1)
@@ -267,13 +153,13 @@ def _label_test(ctx: CellContext, keys_s: np.ndarray, keys_h: np.ndarray,
     raw, expected, sd_e, share = _expectation(ctx, t, g_s, g_h, y_h, m, n)
     gap = observed - expected
     moved = expected + np.sign(gap) * np.minimum(np.abs(gap), _MARGIN * sd_e)
-    z = _lr_z(observed, moved, n[:, None])
+    z = lr_z(observed, moved, n[:, None])
     if t.leans is not None:  # a screen only: without the model-error margin
-        z_raw = _lr_z(observed, expected, n[:, None])
+        z_raw = lr_z(observed, expected, n[:, None])
         for g, k in zip(*np.nonzero((gap >= ctx.m_min) & (z_raw >= _SCREEN_Z)), strict=True):
             t.leans.append((float(z_raw[g, k]), int(cells[g]), int(k)))
     others_left = (n[:, None] - observed) / np.maximum(n[:, None] - expected, 1e-9)
-    flag = ((gap >= ctx.m_min) & (z >= _Z_MIN) & (others_left <= t.deficit)
+    flag = ((gap >= ctx.m_min) & (z >= Z_MIN) & (others_left <= t.deficit)
             & (observed >= t.lift * expected) & possible[:, None])
     out: list[_Flag] = []
     for g, k in zip(*np.nonzero(flag), strict=True):
@@ -354,7 +240,7 @@ def _value_cells(ctx: CellContext, j: int) -> tuple[np.ndarray, np.ndarray, np.n
     cs = np.bincount(bins_s, minlength=size).astype(np.float64)
     cb = np.bincount(bins_b, minlength=size) * ctx.scale
     dense = np.flatnonzero((cs - cb >= m_min)
-                           & ((cs - cb) / np.sqrt(cb * (1 + ctx.scale) + 1) >= _Z_MIN))
+                           & ((cs - cb) / np.sqrt(cb * (1 + ctx.scale) + 1) >= Z_MIN))
     none = np.full(len(ctx.y_s), -1, dtype=np.int64), np.full(len(ctx.view.y_hold), -1,
                                                                 dtype=np.int64)
     if len(dense) == 0:
@@ -527,220 +413,3 @@ def _dedupe(hits: list[CellHit]) -> list[CellHit]:
         seen.add(key)
         out.append(h)
     return out
-
-
-# --- density clusters -------------------------------------------------------------------------
-
-
-def _complete(z: np.ndarray, cols: list[int]) -> np.ndarray:
-    """Rows with no null among ``cols`` (column by column: no copy of the matrix)."""
-    ok = np.ones(len(z), dtype=bool)
-    for j in cols:
-        ok &= ~np.isnan(z[:, j])
-    return ok
-
-
-def _grid_coords(ctx: CellContext, z: np.ndarray, width: float, offset: float,
-                 cols: list[int]) -> np.ndarray:
-    """Integer grid coordinates (rows x cols): numbers in cells of ``width`` robust sds,
-    categories by code, nulls at a sentinel."""
-    out = np.empty((len(z), len(cols)), dtype=np.int64)
-    for k, j in enumerate(cols):
-        col = z[:, j].astype(np.float64)
-        if ctx.plan.features[j].kind == "numeric":
-            col = np.floor(np.clip(col, -1e6, 1e6) / width + offset)
-        out[:, k] = np.where(np.isnan(col), -(2**40), col).astype(np.int64)
-    return out
-
-
-def _hash_coords(coords: np.ndarray, cols: list[int]) -> np.ndarray:
-    h = np.full(len(coords), np.uint64(0x243F6A8885A308D3), dtype=np.uint64)
-    for k, j in enumerate(cols):
-        h = mix64(h ^ (coords[:, k].view(np.uint64) + np.uint64((j + 1) * 0x9E3779B1)))
-    return h
-
-
-def _grid_keys(ctx: CellContext, z: np.ndarray, width: float, offset: float,
-               cols: list[int]) -> np.ndarray:
-    """Cell hash per row, computed in chunks so that temporaries stay small."""
-    out = np.empty(len(z), dtype=np.uint64)
-    for start in range(0, len(z), _GRID_CHUNK):
-        part = z[start:start + _GRID_CHUNK]
-        out[start:start + len(part)] = _hash_coords(
-            _grid_coords(ctx, part, width, offset, cols), cols)
-    return out
-
-
-def _neighbour_peak(ctx: CellContext, row: int, width: float, offset: float, cols: list[int],
-                    counter: _KeyCounts, dense: np.ndarray) -> tuple[int, int]:
-    """The largest snapshot count among the cells next to row's cell (one step along each
-    numeric axis), leaving out ``dense`` cells (a cluster split by a cell edge), and how many
-    neighbours were dense."""
-    base = _grid_coords(ctx, ctx.z_s[row:row + 1], width, offset, cols)
-    numeric = [k for k, j in enumerate(cols) if ctx.plan.features[j].kind == "numeric"]
-    if not numeric:
-        return 0, 0
-    near = np.repeat(base, 2 * len(numeric), axis=0)
-    for i, k in enumerate(numeric):
-        near[2 * i, k] -= 1
-        near[2 * i + 1, k] += 1
-    keys = _hash_coords(near, cols)
-    split = np.isin(keys, dense)
-    keys = keys[~split]
-    if len(keys) == 0:
-        return 0, int(split.sum())
-    return int(counter.count(keys).max(initial=0)), int(split.sum())
-
-
-class _KeyCounts:
-    """Row counts of grid keys (64-bit hashes) without sorting every row: a histogram of the
-    keys' top bits picks the few buckets that can hold a dense cell; only their rows are
-    sorted. ``count`` is exact in those buckets and an upper bound (the bucket's count)
-    elsewhere, which can only make a cluster look less isolated."""
-
-    _BITS = 22
-
-    def __init__(self, keys: np.ndarray, valid: np.ndarray, minimum: float) -> None:
-        self.keys, self.valid = keys, valid
-        bucket = (keys >> np.uint64(64 - self._BITS)).astype(np.int32)
-        self.hist = np.bincount(bucket[valid], minlength=1 << self._BITS)
-        self.minimum = minimum
-        busy = np.flatnonzero(self.hist >= minimum)
-        rows = np.flatnonzero(np.isin(bucket, busy) & valid) if len(busy) else \
-            np.zeros(0, dtype=np.int64)
-        self.uniq, self.counts = np.unique(keys[rows], return_counts=True)
-
-    def cells(self) -> np.ndarray:
-        return np.asarray(self.uniq[self.counts >= self.minimum])
-
-    def count(self, keys: np.ndarray) -> np.ndarray:
-        bound = self.hist[(keys >> np.uint64(64 - self._BITS)).astype(np.int64)]
-        if len(self.uniq) == 0:
-            return np.asarray(bound)
-        pos = np.clip(np.searchsorted(self.uniq, keys), 0, len(self.uniq) - 1)
-        exact = np.where(self.uniq[pos] == keys, self.counts[pos], 0)
-        busy = bound >= self.minimum  # those buckets' rows were all counted
-        return np.where(busy, exact, bound)
-
-
-def _density(ctx: CellContext, keys_s: np.ndarray, keys_b: np.ndarray,
-             valid: tuple[np.ndarray, np.ndarray], cells: np.ndarray
-             ) -> list[tuple[int, np.ndarray, int, dict[str, float]]]:
-    """Grid cells holding far more snapshot rows than the baseline sample's density predicts
-    and carrying one label: (a member row, the label's reportable rows, label, stats).
-
-    Given a cell's rows of both samples, the snapshot's count is binomial with the snapshot's
-    share of all rows under the null; the signed-root likelihood-ratio statistic is used."""
-    use_s = valid[0] & (ctx.y_s >= 0)
-    dense = False  # grid keys are hashes: ``cells`` are sorted unique ones
-    if len(cells) == 0:
-        return []
-    inv_s = _index(keys_s, cells, dense)
-    inv_s[~use_s] = -1
-    inv_b = _index(keys_b, cells, dense)
-    inv_b[~(valid[1] & (ctx.y_b >= 0))] = -1
-    c = ctx.classes
-    m = len(cells)
-    ok_s, ok_b = inv_s >= 0, inv_b >= 0
-    flat = inv_s[ok_s].astype(np.int64)
-    flat *= c
-    flat += ctx.y_s[ok_s]
-    n_s = np.bincount(flat, minlength=m * c).reshape(m, c).astype(np.float64)
-    del flat
-    tot_b = np.bincount(inv_b[ok_b].astype(np.int64), minlength=m).astype(np.float64)
-    tot_s = n_s.sum(axis=1)
-    share = float(use_s.sum()) / max(float(use_s.sum() + (valid[1] & (ctx.y_b >= 0)).sum()), 1)
-    z = _lr_z(tot_s, share * (tot_s + tot_b), tot_s + tot_b)
-    purity = n_s / np.maximum(tot_s, 1.0)[:, None]
-    # a snapshot with >= _SCALE_ALONE rows per baseline sample row leaves the test no power (a
-    # cell the sample saw n_b times may hold up to (n_b + 2) x scale rows by chance): there,
-    # half as many again is dense
-    dense_enough = z >= _Z_MIN
-    if ctx.scale >= _SCALE_ALONE:
-        dense_enough |= tot_s >= 1.5 * (tot_b + 2) * ctx.scale
-    cand = dense_enough[:, None] & (purity >= _PURE) & (n_s >= ctx.cluster_min)
-    out: list[tuple[int, np.ndarray, int, dict[str, float]]] = []
-    if not cand.any():
-        return out
-    members = np.flatnonzero(inv_s >= 0)
-    members = members[np.argsort(inv_s[members], kind="stable")]
-    bounds = np.searchsorted(inv_s[members], np.arange(m + 1))
-    for cell, label in zip(*np.nonzero(cand), strict=True):
-        block = members[bounds[cell]:bounds[cell + 1]]
-        rows = block[(ctx.y_s[block] == label) & ctx.eligible[block]]
-        if len(rows) < _MIN_CELL_ROWS:
-            continue
-        stats = {"n": float(tot_s[cell]), "e": float(tot_b[cell] * ctx.scale),
-                 "purity": float(purity[cell, label]), "z": float(z[cell])}
-        out.append((int(block[0]), rows, int(label), stats))
-    return out
-
-
-def _core(ctx: CellContext, rows: np.ndarray, cols: list[int], natural: float) -> np.ndarray:
-    """A cluster cell's rows beyond what the baseline's density puts there (its upper bound),
-    those nearest the cluster's centre first (injected rows pile up at one point, natural rows
-    spread over the cell)."""
-    keep = len(rows) - math.ceil(natural + 2 * math.sqrt(natural) + 1) if natural > 0 \
-        else len(rows)
-    if keep >= len(rows):
-        return rows
-    numeric = [j for j in cols if ctx.plan.features[j].kind == "numeric"]
-    if not numeric or keep <= 0:
-        return rows[:0] if keep <= 0 else rows
-    z = ctx.z_s[np.ix_(rows, np.asarray(numeric, dtype=np.int64))].astype(np.float64)
-    centre = np.nanmedian(z, axis=0)
-    far = np.nanmax(np.abs(np.nan_to_num(z - centre, nan=0.0)), axis=1)
-    return np.sort(rows[np.argsort(far, kind="stable")[:keep]])
-
-
-def cluster_hits(ctx: CellContext) -> list[CellHit]:
-    """Dense, isolated clusters carrying one label (near-duplicates on the fine grid, outlier
-    clusters on the coarse one): a cell far denser than the baseline's density there, at
-    least ``_ISOLATION`` times denser than any cell next to it (a natural shift moves a smooth
-    density, an injection piles rows up), and at least ``_PURE`` one label."""
-    hits: list[CellHit] = []
-    if not ctx.plan.features:
-        return hits
-    every = list(range(len(ctx.plan.features)))
-    cont = [j for j, f in enumerate(ctx.plan.features) if f.kind == "numeric" and f.continuous]
-    grids = [(_FINE_GRID, 0.0, "fine", every), (_FINE_GRID, 0.5, "fine", every)]
-    if len(cont) >= 2 and len(cont) < len(every):
-        # injected rows may vary the discrete fields: also look at the continuous ones alone
-        grids += [(_FINE_GRID, 0.0, "fine", cont), (_FINE_GRID, 0.5, "fine", cont)]
-    grids += [(_COARSE_GRID, 0.0, "coarse", cont if cont else every),
-              (_COARSE_GRID, 0.5, "coarse", cont if cont else every)]
-    for width, offset, mode, cols in grids:
-        ks = _grid_keys(ctx, ctx.z_s, width, offset, cols)
-        kb = _grid_keys(ctx, ctx.z_b, width, offset, cols)
-        if mode == "fine" and cols is every:
-            # near-duplicates of a row with nulls: nulls sit at a coordinate of their own
-            valid = (np.ones(len(ks), dtype=bool), np.ones(len(kb), dtype=bool))
-        else:  # a row with a null number has no position (a null-rate change is drift)
-            numeric = [j for j in cols if ctx.plan.features[j].kind == "numeric"]
-            valid = (_complete(ctx.z_s, numeric), _complete(ctx.z_b, numeric))
-        counter = _KeyCounts(ks, valid[0], ctx.cluster_min)
-        found = _density(ctx, ks, kb, valid, counter.cells())
-        if not found:
-            continue
-        dense = np.unique(ks[[member for member, _, _, _ in found]])
-        name = "near-duplicate cluster" if mode == "fine" else "dense outlier cluster"
-        for member, cell_rows, label, st in found:
-            rows = cell_rows
-            peak, split = _neighbour_peak(ctx, member, width, offset, cols, counter, dense)
-            if st["n"] < _ISOLATION * max(peak, 1) or split > _SPLIT_CELLS:
-                continue
-            rows = _core(ctx, rows, cols, st["e"])
-            if len(rows) < _MIN_CELL_ROWS:
-                continue
-            parts = []
-            for j, f in enumerate(ctx.plan.features):
-                col = ctx.z_s[rows, j].astype(np.float64)
-                centre = float(np.median(col[np.isfinite(col)])) if np.isfinite(col).any() \
-                    else math.nan
-                if f.kind == "numeric" and math.isfinite(centre):
-                    parts.append(f"{f.name}~{centre * f.scale + f.center:.4g}")
-            desc = f"{name} of {len(rows)} rows near " + ", ".join(parts[:8])
-            hits.append(CellHit("poison.injected_cluster", f"grid:{width:g}", label, rows,
-                                int(st["n"]), st["e"], st["purity"], 0.0, desc,
-                                len(rows), st["z"]))
-    return hits

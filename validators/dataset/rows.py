@@ -2,9 +2,9 @@
 
 ``read_side`` streams a dataset once: profile (on a worker thread), row hashes, label codes,
 ids and, for the snapshot, the encoded feature matrix. ``poison_findings`` runs the poisoning
-rules (``poison.py``, ``cells.py``) on a baseline side and a snapshot side and turns their hits
-into findings with row evidence; ``prior_shift`` re-reads a label-marginal drift finding in the
-light of those rows.
+rules (``poison.py``, ``cells.py``, ``clusters.py``) on a baseline side and a snapshot
+side and turns their hits into findings with row evidence; ``prior_shift`` re-reads a
+label-marginal drift finding in the light of those rows.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import pyarrow as pa
 
 from custody.validators.dataset import cells as cellrules
 from custody.validators.dataset import poison
+from custody.validators.dataset.cell_context import CellContext, CellHit
+from custody.validators.dataset.clusters import cluster_hits
 from custody.validators.dataset.drift import Tolerances
 from custody.validators.dataset.encode import FeaturePlan, LabelCodes, column_hash, row_hashes
 from custody.validators.dataset.fingerprint import describe_schema, fingerprint_of
@@ -174,7 +176,7 @@ def poison_findings(b: Side, s: Side, plan: FeaturePlan, codes: LabelCodes, clas
     jobs: list[tuple[str, Callable[[], Any]]] = [
         ("poison_knn", lambda: poison.knn_disagreement(view, z_s, y_s, eligible)),
         ("poison_triggers", lambda: cellrules.trigger_hits(ctx)),
-        ("poison_clusters", lambda: cellrules.cluster_hits(ctx)),
+        ("poison_clusters", lambda: cluster_hits(ctx)),
     ]
     if len(y_s) <= _PARALLEL_RULES_MAX_ROWS:
         # independent rule families; numpy and scipy release the GIL
@@ -198,7 +200,7 @@ def poison_findings(b: Side, s: Side, plan: FeaturePlan, codes: LabelCodes, clas
     if knn_result is not None:  # rows the other rules name are not label noise
         p_own = view.p_s[np.arange(len(y_s)), np.maximum(y_s, 0)]
         knn = knn_result.test(p_own, taken)
-    bands: list[cellrules.CellHit] = []
+    bands: list[CellHit] = []
     if knn is None or not len(knn.rows):
         # what the other rules did not explain: their rows set aside, the label shift
         # measured again without them
@@ -295,8 +297,8 @@ _CELL_RULES = {
 }
 
 
-def _cell_findings(triggers: list[cellrules.CellHit], bands: list[cellrules.CellHit],
-                   clusters: list[cellrules.CellHit], names: list[Any], path: str, cap: int,
+def _cell_findings(triggers: list[CellHit], bands: list[CellHit],
+                   clusters: list[CellHit], names: list[Any], path: str, cap: int,
                    rows: dict[str, np.ndarray], candidates: dict[str, np.ndarray]
                    ) -> list[Finding]:
     out: list[Finding] = []
@@ -336,7 +338,7 @@ _SPLIT_SEED = 0x5A17
 
 
 def _model_view(b: Side, s: Side, plan: FeaturePlan, classes: int
-                ) -> tuple[poison.ModelView, cellrules.CellContext]:
+                ) -> tuple[poison.ModelView, CellContext]:
     """Fit the baseline model on half the baseline sample, calibrate it on the other half,
     and apply it to the snapshot (see ``model.py``)."""
     assert b.sample_labels is not None and s.z is not None and s.labels is not None  # noqa: S101
@@ -364,7 +366,7 @@ def _model_view(b: Side, s: Side, plan: FeaturePlan, classes: int
                             relevance)
     coarse_b = plan.coarse_from_fine(fine_b)
     every = np.ones(len(y_s), dtype=bool)  # replaced by the exact rules' eligible rows
-    ctx = cellrules.CellContext(plan, view, s.z, y_s, every, fine_s, None,
+    ctx = CellContext(plan, view, s.z, y_s, every, fine_s, None,
                                 fine_b[hold], coarse_b[hold], z_b, y_b, fine_b,
                                 len(y_s) / max(len(y_b), 1), classes)
     return view, ctx
