@@ -21,6 +21,7 @@ from custody.errors import (
 )
 from custody.provenance.integrations import kubernetes as admission
 from custody.provenance.integrations import mlflow as mlflow_hook
+from custody.provenance.integrations.mlflow_rest import MlflowRest
 from custody.provenance.service.deps import context, require
 from custody.provenance.service.page import NodeStatus, csp, render
 from custody.provenance.service.routes import MAX_DEPTH, lineage_graph
@@ -153,7 +154,7 @@ def _mlflow_verdict(ctx: ServiceContext, target: mlflow_hook.VersionEvent) -> di
             "artifacts, so it cannot verify them",
             hint="set CUSTODY_MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_TOKEN if the server "
             "needs one) in the environment of `custody serve` and restart it")
-    client = mlflow_hook.MlflowRest(uri, ctx.settings.mlflow_token)
+    client = MlflowRest(uri, ctx.settings.mlflow_token)
     outcome = mlflow_hook.gate(client, ctx.ledger, ctx.policy, ctx.ledger_verifier, target,
                                alias=ctx.settings.mlflow_alias)
     v = outcome.verdict

@@ -201,27 +201,27 @@ def test_mlflow_test_webhook_gets_a_clear_200(stack: Stack) -> None:
 def test_the_mlflow_client_path_downloads_the_same_bytes(stack: Stack, tmp_path: Path) -> None:
     """A non-proxied URI (here the tracking server's http artifact endpoint) goes through the
     MLflow client (mlflow-skinny); the bytes and their digest are the same."""
-    from custody.provenance.integrations import mlflow as gate
+    from custody.provenance.integrations import mlflow_rest as rest_api
 
     uri = stack.mlflow.version(MODEL, "1")["source"]
     assert isinstance(uri, str) and uri.startswith("mlflow-artifacts:/")
-    rest = gate.MlflowRest(stack.mlflow.uri)
+    rest = rest_api.MlflowRest(stack.mlflow.uri)
     http = f"{stack.mlflow.uri}/api/2.0/mlflow-artifacts/artifacts/" + \
         uri.removeprefix("mlflow-artifacts:/").lstrip("/")
-    via_client = gate.download_version(rest, http, tmp_path / "client")
-    via_proxy = gate.download_version(rest, uri, tmp_path / "proxy")
+    via_client = rest_api.download_version(rest, http, tmp_path / "client")
+    via_proxy = rest_api.download_version(rest, uri, tmp_path / "proxy")
     assert custody.hash_path(via_client).ref == custody.hash_path(via_proxy).ref == \
         custody.hash_path(stack.honest).ref
 
 
 def test_artifacts_on_the_mlflow_hosts_disk_are_not_read(tmp_path: Path) -> None:
     from custody.errors import ArtifactError
-    from custody.provenance.integrations import mlflow as gate
+    from custody.provenance.integrations import mlflow_rest as rest_api
 
-    rest = gate.MlflowRest("http://127.0.0.1:9")
+    rest = rest_api.MlflowRest("http://127.0.0.1:9")
     for uri in ("/etc", "file:///etc", "mlflow-artifacts://other-host:5000/0/x"):
         with pytest.raises(ArtifactError):
-            gate.download_version(rest, uri, tmp_path / "x")
+            rest_api.download_version(rest, uri, tmp_path / "x")
 
 
 def signed(body: bytes, delivery: str, stamp: int, secret: str = SECRET) -> dict[str, str]:
@@ -287,12 +287,12 @@ def test_without_the_mlflow_client_the_error_names_the_extra(
     """An s3:// artifact URI needs mlflow-skinny: where it is not installed (the import is made
     to fail as it would), the error is an operational one naming custody[mlflow]."""
     from custody.errors import LedgerError
-    from custody.provenance.integrations import mlflow as gate
+    from custody.provenance.integrations import mlflow_rest as rest_api
 
     for module in ("mlflow", "mlflow.artifacts", "mlflow.exceptions"):
         monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(LedgerError) as missing:
-        gate.download_version(gate.MlflowRest("http://127.0.0.1:9"), "s3://bucket/model",
-                              tmp_path / "x")
+        rest_api.download_version(rest_api.MlflowRest("http://127.0.0.1:9"),
+                                  "s3://bucket/model", tmp_path / "x")
     assert "custody[mlflow]" in (missing.value.hint or "")
     assert not (tmp_path / "x").exists()
