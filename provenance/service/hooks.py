@@ -21,6 +21,7 @@ from custody.errors import (
 )
 from custody.provenance.integrations import kubernetes as admission
 from custody.provenance.integrations import mlflow as mlflow_hook
+from custody.provenance.integrations.binding import Admission
 from custody.provenance.integrations.mlflow_rest import MlflowRest
 from custody.provenance.service.deps import context, require
 from custody.provenance.service.page import NodeStatus, csp, render
@@ -41,10 +42,10 @@ def _check_ref(ctx: ServiceContext, ref: str) -> str:
     return check_version(ctx.ledger, ctx.policy, ctx.ledger_verifier, version).node.ref
 
 
-def _admission(request: Request) -> admission.Admission:
+def _admission(request: Request) -> Admission:
     """The service's admission binder (its caches live as long as the app)."""
     state = request.app.state
-    binder: admission.Admission | None = getattr(state, "admission", None)
+    binder: Admission | None = getattr(state, "admission", None)
     if binder is None:
         ctx = context(request)
         try:  # how long a listing of a model URI is reused (0: list on every review)
@@ -52,8 +53,7 @@ def _admission(request: Request) -> admission.Admission:
         except ValueError:
             raise UsageError("CUSTODY_ADMISSION_LISTING_SECONDS must be a number of seconds",
                              hint="e.g. 2, or 0 to list the model URI on every review") from None
-        binder = admission.Admission(ctx.ledger, ctx.policy, ctx.ledger_verifier,
-                                     listing_seconds=reuse)
+        binder = Admission(ctx.ledger, ctx.policy, ctx.ledger_verifier, listing_seconds=reuse)
         state.admission = binder
     return binder
 

@@ -23,7 +23,7 @@ from support import service_support as support
 from support.s3_server import S3Server
 
 from custody.errors import VerificationError
-from custody.provenance.integrations.kubernetes import Admission
+from custody.provenance.integrations.binding import Admission
 from custody.provenance.verification import fetch as fetching
 from custody.provenance.verification.policy_options import build_policy
 from custody.provenance.workspace import resolve
