@@ -24,6 +24,11 @@ class CustodyError(Exception):
         self.hint = hint
         self.subject = subject
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Rebuilt from its attributes, not by calling __init__ (whose keyword-only arguments
+        # pickle cannot pass): an error raised on a Dask worker reaches the client intact.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
     def diagnostic(self) -> dict[str, str | int | None]:
         """A machine-readable form of the error, for ``--json`` output."""
         return {
@@ -33,6 +38,14 @@ class CustodyError(Exception):
             "hint": self.hint,
             "exit_code": self.exit_code,
         }
+
+
+def _rebuild(cls: type[CustodyError], args: tuple[object, ...],
+             state: dict[str, object]) -> CustodyError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 # --- operational errors (exit 2) -------------------------------------------------------------
@@ -92,6 +105,12 @@ class RequestError(UsageError):
         super().__init__(message, hint=hint)
         self.status = status
         self.headers = headers
+
+
+class ExecutionError(CustodyError):
+    """The executor cannot run the work: its scheduler is unreachable, its package (the extra
+    ``custody[dask]``) is missing, or a task could not finish (its workers kept dying). Nothing
+    was recorded; the message names the executor's address."""
 
 
 class ReportedOutcome(CustodyError):

@@ -3,6 +3,7 @@ cli.py)."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -24,12 +25,18 @@ from custody._commands.common import (
 from custody.errors import EXIT_OK, ReportedOutcome, UsageError
 from custody.provenance.verification.policy_options import parse_threshold
 
+ExecutorOpt = Annotated[str | None, typer.Option(
+    "--executor", metavar="ENGINE", help="Where the work runs: local, local[N] or "
+    "dask://HOST:PORT (default: CUSTODY_DASK_SCHEDULER if set, else this process; "
+    "docs/scaling.md).")]
+
 
 def hash_cmd(
     path: Annotated[str, typer.Argument(
         metavar="PATH|URI", help="A file or directory, or an object-store URI: s3://, gs://, "
         "az://, hf://, https://, file://, memory:// (docs/object-stores.md).")],
     allow_symlinks: SymlinkOpt = False,
+    executor: ExecutorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print the manifest of PATH: per-file relpath, size, sha256, and the root digest.
@@ -41,8 +48,12 @@ def hash_cmd(
       custody hash models/resnet
       custody hash data/train.parquet --json
       custody hash s3://bucket/models/resnet/
+      custody hash data/shards --executor dask://scheduler:8786
     """
+    from custody.provenance.execution.interface import parse_executor
     from custody.provenance.hashing.locations import is_uri
+
+    engine = parse_executor(executor)
 
     if is_uri(path):
         from custody.provenance.hashing.objects import hash_uri
@@ -59,8 +70,10 @@ def hash_cmd(
     from custody.provenance.hashing.files import hash_path
 
     local = Path(path)
-    with render.progress("hashing", size_hint(local), enabled=not want_json(as_json)) as tick:
-        manifest = hash_path(local, allow_symlinks=allow_symlinks, progress=tick)
+    with engine or nullcontext(), \
+            render.progress("hashing", size_hint(local), enabled=not want_json(as_json)) as tick:
+        manifest = hash_path(local, allow_symlinks=allow_symlinks, progress=tick,
+                             executor=engine)
     if want_json(as_json):
         render.emit_json(manifest.to_json())
     else:

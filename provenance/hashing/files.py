@@ -6,6 +6,10 @@ files (FIFOs, sockets, devices) are refused, and so are symlinks, unless ``allow
 set, in which case links that stay inside the tree are followed and links that leave it are
 still refused. Each file is opened without following links and checked again after opening, so
 a path swapped for a link or a FIFO between the walk and the read is caught.
+
+With an ``executor`` (:mod:`custody.provenance.execution`), the tree is walked once here, split
+into shards of balanced bytes, and each shard is hashed by a worker that opens its files by path
+(a shared file system on a cluster); the entries give exactly the manifest of the local path.
 """
 
 from __future__ import annotations
@@ -16,10 +20,15 @@ import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from custody.errors import ArtifactError
 from custody.provenance.hashing.manifest import FileEntry, Manifest
+
+if TYPE_CHECKING:
+    from custody.provenance.execution.interface import Executor
 
 _BLOCK_SIZE = 4 * 1024 * 1024
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -32,6 +41,7 @@ ProgressCallback = Callable[[int], None]
 class _Planned:
     path: Path
     relpath: str
+    size: int  # as listed: balances the shards of an executor run
 
 
 def default_workers() -> int:
@@ -86,8 +96,9 @@ def hash_path(
     allow_symlinks: bool = False,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    executor: Executor | None = None,
 ) -> Manifest:
-    """Hash a file or a directory tree into a :class:`Manifest`."""
+    """Hash a file or a directory tree into a :class:`Manifest` (on ``executor`` if given)."""
     root = _resolve_top(path)
     if root.is_file():
         size, digest = sha256_file(root, follow=True, progress=progress)
@@ -98,6 +109,8 @@ def hash_path(
             f"{path} is an empty directory: there is nothing to hash", subject=str(path)
         )
     follow = allow_symlinks
+    if executor is not None and len(planned) > 1:
+        return Manifest.for_directory(root.name, _hash_on(executor, planned, follow, progress))
 
     def one(item: _Planned) -> FileEntry:
         size, digest = sha256_file(item.path, follow=follow, progress=progress)
@@ -110,6 +123,23 @@ def hash_path(
         with ThreadPoolExecutor(max_workers=count, thread_name_prefix="custody-hash") as pool:
             entries = list(pool.map(one, planned))
     return Manifest.for_directory(root.name, entries)
+
+
+def hash_shard(files: tuple[tuple[str, str], ...], *, follow: bool) -> list[FileEntry]:
+    """One shard of an executor run, on a worker: ``(path, relpath)`` pairs read by path."""
+    return [FileEntry(rel, *sha256_file(Path(path), follow=follow)) for path, rel in files]
+
+
+def _hash_on(executor: Executor, planned: list[_Planned], follow: bool,
+             progress: ProgressCallback | None) -> list[FileEntry]:
+    from custody.provenance.execution.shards import balance, shard_count
+
+    groups = balance([p.size for p in planned], shard_count(len(planned), executor.workers))
+    shards = [tuple((str(planned[i].path), planned[i].relpath) for i in g) for g in groups]
+    weights = [sum(planned[i].size for i in g) for g in groups]
+    tick = None if progress is None else (lambda n: progress(weights[n]))
+    done = executor.map(partial(hash_shard, follow=follow), shards, on_done=tick)
+    return [entry for shard in done for entry in shard]
 
 
 def iter_files(path: Path, *, allow_symlinks: bool = False) -> Iterator[tuple[Path, str]]:
@@ -166,13 +196,14 @@ def _walk(root: Path, allow_symlinks: bool) -> Iterator[_Planned]:
                         f"{rel} is a symbolic link to a directory, which is not followed",
                         subject=rel,
                     )
-                yield _Planned(full, rel)
+                yield _Planned(full, rel, target.stat().st_size)
                 continue
-            mode = entry.stat(follow_symlinks=False).st_mode
+            info = entry.stat(follow_symlinks=False)
+            mode = info.st_mode
             if stat.S_ISDIR(mode):
                 stack.append((full, rel + "/"))
             elif stat.S_ISREG(mode):
-                yield _Planned(full, rel)
+                yield _Planned(full, rel, info.st_size)
             else:
                 raise ArtifactError(
                     f"{rel} is not a regular file ({_kind(mode)})",

@@ -1,0 +1,1 @@
+"""Where the work runs: one small executor interface, a local engine and a Dask engine."""
