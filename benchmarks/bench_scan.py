@@ -469,8 +469,9 @@ def render(corpus: list[str], speed: list[str], quick: bool) -> str:
             "",
             *machine,
             "",
-            f"Measured {time.strftime('%Y-%m-%d')}. Reproduce: "
-            "`python benchmarks/bench_scan.py --write-docs`",
+            f"Measured {time.strftime('%Y-%m-%d')}. Reproduce: `pip install modelscan fickling` "
+            "(peers for this benchmark only: neither is a dependency or an extra of Custody), "
+            "then `python benchmarks/bench_scan.py --write-docs`",
             "",
         ]
     )

@@ -69,6 +69,28 @@ def test_lz4_joblib_content_is_read_not_waved_through(tmp_path: Path) -> None:
     assert "lz4-decompressed" in hit.location
 
 
+def test_lz4_joblib_without_the_lz4_package_is_refused_not_passed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the lz4 package is missing (its import made to fail as it would), an lz4 joblib
+    file, benign or not, cannot be read: that is a refusal (compressed.uninspected, high) that
+    says so, never "clean"."""
+    import sys
+
+    import joblib
+
+    benign = tmp_path / "benign.lz4.joblib"
+    joblib.dump({"weights": list(range(100))}, benign, compress="lz4")  # while lz4 is there
+    for module in ("lz4", "lz4.frame"):
+        monkeypatch.setitem(sys.modules, module, None)
+    (tmp_path / "m").mkdir()
+    malicious = scan_sample("joblib_lz4_reduce_after_inline_array", tmp_path / "m")
+    for report in (malicious, scan_files(str(benign), [(benign, benign.name,
+                                                        benign.stat().st_size)])):
+        hit = next(f for f in report.findings if f.rule_id == "compressed.uninspected")
+        assert report.refused and hit.severity == Severity.HIGH, report.to_json()
+        assert "lz4 package is not installed" in hit.message
+
+
 @pytest.mark.parametrize("name", [
     "pandas_to_pickle_plain_gzip_bz2",
     "xgboost_lightgbm_sklearn_api_pickled_and_joblib",
