@@ -78,6 +78,9 @@ def append_version(
     payload: dict[str, Any] = {
         "type": "artifact_version", "name": name, "kind": kind, "version": version,
         "digest": digest, "bundle": signed.bundle, "signer_key": signed.signer_key,
+        # the full scan report (findings and all; the signed statement holds its summary), in
+        # the log so that what is shown of it is what the checkpoints cover
+        "scan_report": signed.scan_report,
     }
     if signed.oms_bundle is not None:
         payload["oms_bundle"] = signed.oms_bundle
@@ -105,7 +108,7 @@ def append_version(
         "scan_max_severity": signed.scan_report.get("max_severity"),
         "recorded_at": _signed_time(signed.statement, now),
         "entry_idx": indices[0],
-        **_keyless_columns(signed.keyless),
+        **keyless_columns(signed.keyless),
     }
     version_id = int(conn.execute(insert(_VERSIONS).returning(_VERSIONS.c.id), values).scalar_one())
     conn.execute(insert(_FILES), [
@@ -153,7 +156,9 @@ def _signed_time(statement: bytes, now: datetime) -> datetime:
     return to_utc(datetime.fromisoformat(recorded)) if isinstance(recorded, str) else now
 
 
-def _keyless_columns(facts: dict[str, Any] | None) -> dict[str, Any]:
+def keyless_columns(facts: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``artifact_versions`` columns of a keyless bundle's facts (``KeylessFacts.to_json``;
+    None for a key or certificate-chain bundle): the audit re-derives them the same way."""
     if not facts:
         return {"signer_issuer": None, "log_index": None, "signed_at": None}
     signed_at = facts.get("integrated_time") or facts.get("timestamp")

@@ -24,20 +24,20 @@ than the pinned one is refused too (``ledger.key_mismatch``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import LargeBinary, and_, cast, func, or_
+from sqlalchemy import DateTime, LargeBinary, and_, cast, func, or_
 from sqlalchemy.exc import StatementError
 from sqlmodel import Session, col, select
 
 from custody.errors import AuditError, CheckpointError
 from custody.provenance.ledger.audit_index import HINT, EntryChecker
 from custody.provenance.ledger.audit_index import fail as _fail
-from custody.provenance.ledger.models import CheckpointRow, LedgerEntry, MerkleNode
-from custody.provenance.ledger.store import UNPINNED_HINT, Ledger
-from custody.provenance.ledger.tree import encode_frontier
+from custody.provenance.ledger.models import CheckpointRow, LedgerEntry, LedgerMeta, MerkleNode
+from custody.provenance.ledger.store import UNPINNED_HINT, Ledger, PinnedKey
+from custody.provenance.ledger.tree import META_ORIGIN, META_VKEY, encode_frontier
 from custody.provenance.log.checkpoint import NoteVerifier, verify_checkpoint
 from custody.provenance.log.merkle import CompactRange, NodeID, leaf_hash, verify_consistency
 
@@ -99,10 +99,8 @@ def audit_ledger(
                 f"{exc.message} (pinned by {pinned.source})", rule=exc.rule, subject=exc.subject,
                 hint="the checkpoints are not signed by the pinned ledger key: the database was "
                 "re-keyed, rewritten or swapped; " + HINT) from None
-        differs = ledger.stored_key_differs(pinned)
-        if differs is not None:
-            raise _fail(f"{differs}: ledger_meta was edited", "ledger.key_mismatch",
-                        "ledger_meta row checkpoint_vkey")
+        _check_meta(session, ledger, pinned)
+        _check_timestamps(session)
         head = max(roots) if roots else 0
         frontier = CompactRange()
         checker = EntryChecker(session)
@@ -171,11 +169,7 @@ def _checked_checkpoints(
 ) -> tuple[dict[int, bytes], dict[int, str]]:
     roots: dict[int, bytes] = {}
     frontiers: dict[int, str] = {}
-    raw = session.get_bind().dialect.name == "sqlite"  # SQLite text may not be UTF-8
-
-    def text(column: Any) -> Any:
-        return cast(col(column), LargeBinary) if raw else col(column)
-
+    text = _raw_text(session)
     rows = session.exec(select(col(CheckpointRow.size), text(CheckpointRow.root),
                                text(CheckpointRow.note), text(CheckpointRow.frontier))
                         .order_by(col(CheckpointRow.size))).all()
@@ -192,10 +186,25 @@ def _checked_checkpoints(
         roots[cp.size] = cp.root
         frontiers[cp.size] = frontier
         report.checkpoints += 1
+    if frontiers.get(0, "") != encode_frontier([]):  # no entry ends at size 0 to check it by
+        raise _fail("the frontier column of checkpoint row 0 (the empty tree) is not empty: it "
+                    "was edited", "audit.checkpoint_edited", "checkpoint 0")
     return roots, frontiers
 
 
-def _text(value: Any, row: str, column: str) -> str:
+def _raw_text(session: Session) -> Callable[[Any], Any]:
+    """A column as the database holds it: as bytes on SQLite, whose TEXT may not be UTF-8 (the
+    driver would crash decoding it), else as it is."""
+    raw = session.get_bind().dialect.name == "sqlite"
+
+    def text(column: Any) -> Any:
+        return cast(col(column), LargeBinary) if raw else col(column)
+
+    return text
+
+
+def _text(value: Any, row: str, column: str, rule: str = "audit.checkpoint_edited",
+          subject: str | None = None) -> str:
     """A text column's value, or a refusal naming the row and column (never a crash)."""
     if isinstance(value, str):
         return value
@@ -203,19 +212,66 @@ def _text(value: Any, row: str, column: str) -> str:
         return bytes(value).decode("utf-8")
     except (TypeError, UnicodeDecodeError):
         raise _fail(f"the {row} column {column} is not UTF-8 text: it was edited",
-                    "audit.checkpoint_edited", row) from None
+                    rule, subject or row) from None
+
+
+def _check_meta(session: Session, ledger: Ledger, pinned: PinnedKey) -> None:
+    """``ledger_meta`` holds exactly the log's name and checkpoint key, and they are the pinned
+    key's (read as stored: a blob or text that is not UTF-8 is a refusal, not a crash)."""
+    text = _raw_text(session)
+    meta: dict[str, str] = {}
+    for key, value in session.exec(select(text(LedgerMeta.key), text(LedgerMeta.value))).all():
+        name = _text(key, "ledger_meta row", "key", "ledger.key_mismatch", "ledger_meta")
+        meta[name] = _text(value, f"ledger_meta row {name}", "value", "ledger.key_mismatch",
+                           f"ledger_meta row {name}")
+    differs = ledger.stored_key_differs(pinned, meta.get(META_VKEY, ""))
+    if differs is not None:
+        raise _fail(f"{differs}: ledger_meta was edited", "ledger.key_mismatch",
+                    "ledger_meta row checkpoint_vkey")
+    if meta.get(META_ORIGIN) != pinned.verifier.name:
+        raise _fail(f"the ledger_meta row origin names the log {meta.get(META_ORIGIN)!r}, the "
+                    f"pinned key signs as {pinned.verifier.name!r}: ledger_meta was edited",
+                    "ledger.key_mismatch", "ledger_meta row origin")
+    extra = sorted(set(meta) - {META_ORIGIN, META_VKEY})
+    if extra:
+        raise _fail(f"ledger_meta holds a row {extra[0]!r} Custody never writes: it was "
+                    "inserted", "ledger.key_mismatch", f"ledger_meta row {extra[0]}")
+
+
+_TIMESTAMPS = (("ledger_entries", LedgerEntry.idx, LedgerEntry.created_at, "created_at"),
+               ("checkpoints", CheckpointRow.size, CheckpointRow.created_at, "created_at"))
+
+
+def _check_timestamps(session: Session) -> None:
+    """The informational timestamps of the entries and checkpoints (read by no decision, but
+    loaded with their rows) are timestamps: one that is not is a refusal naming its row."""
+    dialect = session.get_bind().dialect
+    if dialect.name != "sqlite":  # typed columns: the database holds nothing else
+        return
+    parse = DateTime().dialect_impl(dialect).result_processor(dialect, None)
+    text = _raw_text(session)
+    for table, key, column, name in _TIMESTAMPS:
+        for row, value in session.exec(select(col(key), text(column))).all():
+            where = f"{table} row {row}"
+            stamp = _text(value, where, name, "audit.index_malformed", where)
+            try:
+                if parse is not None:
+                    parse(stamp)
+            except ValueError:
+                raise _fail(f"the {where} column {name} is not a timestamp "
+                            f"({stamp[:40]!r}): it was edited", "audit.index_malformed",
+                            where) from None
 
 
 def _entries(session: Session) -> Iterator[tuple[int, str, bytes, str]]:
     """``(idx, entry_type, payload bytes, leaf_hash)`` in index order, in batches. The payload is
     read as bytes where the database allows text that is not UTF-8 (SQLite)."""
-    raw = session.get_bind().dialect.name == "sqlite"
-    payload = cast(col(LedgerEntry.payload), LargeBinary) if raw else col(LedgerEntry.payload)
+    text = _raw_text(session)
     last = -1
     while True:
         batch = session.exec(
-            select(col(LedgerEntry.idx), col(LedgerEntry.entry_type), payload,
-                   col(LedgerEntry.leaf_hash))
+            select(col(LedgerEntry.idx), text(LedgerEntry.entry_type), text(LedgerEntry.payload),
+                   text(LedgerEntry.leaf_hash))
             .where(col(LedgerEntry.idx) > last).order_by(col(LedgerEntry.idx)).limit(_BATCH)
         ).all()
         if not batch:
@@ -223,12 +279,11 @@ def _entries(session: Session) -> Iterator[tuple[int, str, bytes, str]]:
         for idx, entry_type, body, leaf in batch:
             data = bytes(body) if isinstance(body, bytes | bytearray | memoryview) \
                 else str(body).encode("utf-8")
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                raise _fail(f"ledger_entries row {idx}: column payload is not UTF-8 text: it "
-                            "was edited", "audit.entry_malformed", f"entry {idx}") from None
-            yield int(idx), str(entry_type), data, str(leaf)
+            row = f"ledger_entries row {idx}"
+            _text(data, row, "payload", "audit.entry_malformed", f"entry {idx}")
+            yield (int(idx), _text(entry_type, row, "entry_type", "audit.entry_malformed",
+                                   f"entry {idx}"), data,
+                   _text(leaf, row, "leaf_hash", "audit.entry_malformed", f"entry {idx}"))
         last = int(batch[-1][0])
 
 
@@ -254,7 +309,8 @@ class _NodeChecker:
         for node in self.pending:
             by_level.setdefault(node.level, []).append(node.index)
         try:
-            rows = self.session.exec(select(MerkleNode.level, MerkleNode.index, MerkleNode.hash)
+            rows = self.session.exec(select(col(MerkleNode.level), col(MerkleNode.index),
+                                            _raw_text(self.session)(MerkleNode.hash))
                                      .where(or_(*(and_(col(MerkleNode.level) == level,
                                                        col(MerkleNode.index).between(
                                                            min(ix), max(ix)))
@@ -262,7 +318,14 @@ class _NodeChecker:
         except StatementError as exc:
             raise _fail(f"the merkle_nodes table holds a malformed value ({exc.orig})",
                         "audit.tree_edited", "merkle_nodes") from None
-        stored = {NodeID(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
+        stored: dict[NodeID, bytes | None] = {}
+        for level, index, value in rows:
+            if not isinstance(level, int) or not isinstance(index, int):
+                raise _fail(f"a merkle_nodes row holds a level or index that is not a number "
+                            f"({str(level)[:20]!r}, {str(index)[:20]!r})", "audit.tree_edited",
+                            "merkle_nodes")
+            stored[NodeID(level, index)] = bytes(value) if isinstance(
+                value, bytes | bytearray | memoryview) else None  # 'x': not a hash at all
         for node, want in sorted(self.pending.items()):
             if stored.get(node) != want:
                 what = "is missing" if node not in stored else "differs from the recomputed one"

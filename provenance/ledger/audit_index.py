@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 
 from custody.errors import AuditError, CustodyError
 from custody.provenance.hashing.manifest import Manifest
+from custody.provenance.ledger.append import keyless_columns
 from custody.provenance.ledger.models import (
     Artifact,
     ArtifactVersion,
@@ -34,12 +35,13 @@ from custody.signing.bundle_info import (
     BundleKind,
     certificate_identity,
     classify_bundle,
+    keyless_facts,
     signing_certificate,
 )
 from custody.signing.cert_signer import certificate_name
 from custody.signing.key_signer import verify_envelope_with_key
 from custody.signing.keys import key_hint, parse_public_key
-from custody.signing.statement import Statement
+from custody.signing.statement import Statement, canonical_json
 
 HINT = ("treat this ledger as tampered: restore it from a trusted copy and keep the evidence "
         "(the saved checkpoints)")
@@ -134,18 +136,29 @@ class EntryChecker:
             "file_count": len(manifest.files),
             "scan_verdict": str(scan.get("verdict", "error")),
             "scan_max_severity": scan.get("max_severity"),
-            "recorded_at": _second(to_utc(datetime.fromisoformat(predicate["recordedAt"]))),
+            "recorded_at": to_utc(datetime.fromisoformat(predicate["recordedAt"])),
             "signer": signer_named_by(data, subject),
+            **keyless_columns(_keyless_facts(data["bundle"], subject)),
         }
         actual = {name: getattr(version, name) for name in expected}
-        actual["recorded_at"] = _second(to_utc(version.recorded_at))
+        for name in ("recorded_at", "signed_at"):  # compared exactly, as instants
+            if isinstance(actual[name], datetime):
+                actual[name] = to_utc(actual[name])
+            elif actual[name] is not None:
+                raise _column(idx, "artifact_versions", name, subject)
         for name, want in expected.items():
-            if actual[name] != want:
+            if actual[name] != want or type(actual[name]) is not type(want):
                 raise _column(idx, "artifact_versions", name, subject)
         listed = sorted((f.relpath, f.size, f.sha256) for f in self.session.exec(
             select(ManifestFile).where(ManifestFile.version_id == version.id)).all())
         if listed != sorted((f.relpath, f.size, f.sha256) for f in manifest.files):
             raise _column(idx, "manifest_files", "relpath/size/sha256", subject)
+        if "scan_report" in data:  # the entry holds the report: the column is its copy
+            if stored.scan_report != canonical_json(data["scan_report"]).decode("utf-8"):
+                raise _column(idx, "signed_statements", "scan_report", subject)
+            return
+        # an entry from before reports were kept in the log: its verdict and severity are
+        # signed, its findings are not (and are never shown: see Ledger.scan_report)
         report = json.loads(stored.scan_report)
         if not isinstance(report, dict) or (report.get("verdict"), report.get("max_severity")) \
                 != (expected["scan_verdict"], expected["scan_max_severity"]):
@@ -238,8 +251,13 @@ def _column(idx: int, table: str, column: str, subject: str) -> AuditError:
                 f"{column}: it was edited", "audit.index_edited", subject)
 
 
-def _second(moment: datetime) -> datetime:
-    return moment.replace(microsecond=0)
+def _keyless_facts(bundle: str, subject: str) -> dict[str, Any] | None:
+    """What the record flow kept of a keyless bundle (``keyless_facts``), read from the signed
+    entry's bundle; None for a key or certificate-chain bundle."""
+    if classify_bundle(bundle, source=subject) not in (BundleKind.KEYLESS_DSSE,
+                                                       BundleKind.KEYLESS_ARTIFACT):
+        return None
+    return keyless_facts(bundle, source=subject).to_json()
 
 
 def signer_named_by(data: dict[str, Any], subject: str) -> str:

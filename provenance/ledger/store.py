@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, LargeBinary, and_, cast, func
+from sqlalchemy import Engine, LargeBinary, and_, cast, func, not_, or_
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
@@ -43,6 +43,7 @@ from custody.provenance.ledger.models import (
     utc_now,
 )
 from custody.provenance.log.checkpoint import NoteSigner, NoteVerifier
+from custody.signing.statement import Statement
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 _DIGEST_RE = re.compile(r"^(sha256(?:-manifest-v1)?):([0-9a-f]{64})$")
@@ -208,8 +209,7 @@ class Ledger:
             payload = col(LedgerEntry.payload)
             raw = session.get_bind().dialect.name == "sqlite"  # text that is not UTF-8 stays bytes
             query = (select(col(LedgerEntry.idx), cast(payload, LargeBinary) if raw else payload)
-                     .where(col(LedgerEntry.entry_type) == "revocation",
-                            col(LedgerEntry.idx) > lowest))
+                     .where(_maybe_revocation(), col(LedgerEntry.idx) > lowest))
             if below is not None:
                 query = query.where(col(LedgerEntry.idx) < below)
             try:
@@ -250,9 +250,13 @@ class Ledger:
             return PinnedKey(self.signer.verifier(), "the ledger key this workspace appends with")
         return None
 
-    def stored_key_differs(self, pinned: PinnedKey) -> str | None:
-        """Why the checkpoint key the database names is not the pinned one, or None."""
-        stored = self.meta().get(log.META_VKEY, "")
+    def stored_key_differs(self, pinned: PinnedKey, stored: object = None) -> str | None:
+        """Why the checkpoint key the database names (``stored``, else read from it) is not the
+        pinned one, or None."""
+        if stored is None:
+            stored = self.meta().get(log.META_VKEY, "")
+        if not isinstance(stored, str):  # a blob where the key should be
+            stored = repr(stored)[:80]
         if stored == pinned.verifier.vkey:
             return None
         name, _, rest = stored.partition("+")
@@ -404,6 +408,22 @@ class Ledger:
         return StoredRecord(version, row.statement.encode("utf-8"), row.bundle, row.scan_report,
                             row.oms_bundle)
 
+    def scan_report(self, version: ArtifactVersionPublic) -> dict[str, Any]:
+        """The scan report shown for ``version``, from its log entry (never from the
+        ``signed_statements`` copy): the full report the entry keeps, else (an entry from before
+        reports were kept in the log) the signed statement's summary, without findings."""
+        try:
+            entry = json.loads(self.entry_bytes(version.entry_idx))
+            report = entry.get("scan_report") if isinstance(entry, dict) else None
+            if isinstance(report, dict):
+                return report
+            summary = Statement.from_bytes(self.stored_record(version).statement
+                                           ).custody_predicate().get("scan")
+        except (ValueError, TypeError, VerificationError) as exc:
+            raise LedgerError(f"the ledger entry of {version.ref} is unreadable ({exc})",
+                              hint="run `custody audit verify`", subject=version.ref) from None
+        return {**summary, "findings": []} if isinstance(summary, dict) else {"findings": []}
+
     def edges(
         self, version_ids: Sequence[int], *, upstream: bool
     ) -> list[tuple[LineageEdge, ArtifactVersionPublic]]:
@@ -459,6 +479,19 @@ class Ledger:
         except (DBAPIError, SQLAlchemyError) as exc:
             raise LedgerError(f"ledger query failed: {exc}") from None
         return [_public(v, a) for v, a in rows]
+
+
+def _maybe_revocation() -> Any:
+    """Entries that may be revocations, found without reading every payload: every entry
+    except those typed ``artifact_version`` or ``lineage_edge`` *and* indexed as one (a version
+    or an edge row names it). Retyping a revocation entry does not hide it (it has no such row);
+    hiding one takes a forged index row too, which the audit names like the retyping."""
+    version = select(col(ArtifactVersion.id)).where(
+        col(ArtifactVersion.entry_idx) == col(LedgerEntry.idx)).exists()
+    edge = select(col(LineageEdge.id)).where(
+        col(LineageEdge.entry_idx) == col(LedgerEntry.idx)).exists()
+    return not_(or_(and_(col(LedgerEntry.entry_type) == "artifact_version", version),
+                    and_(col(LedgerEntry.entry_type) == "lineage_edge", edge)))
 
 
 def _as_bytes(body: Any) -> bytes:

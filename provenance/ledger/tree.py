@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, func, insert, or_
+from sqlalchemy import Connection, LargeBinary, and_, cast, func, insert, or_
 from sqlmodel import Session, col, select
 
 from custody.errors import AuditError, CheckpointError, LedgerError
@@ -89,7 +89,20 @@ def decode_frontier(size: int, text: str) -> CompactRange:
 
 
 def read_meta(session: Session) -> dict[str, str]:
-    return {row.key: row.value for row in session.exec(select(LedgerMeta)).all()}
+    """``ledger_meta`` as text; a value that is not (a blob, or SQLite text that is not UTF-8,
+    which the driver cannot decode) reads with replacement characters, so that it differs from
+    every key it is compared with (the audit names the row)."""
+    raw = session.get_bind().dialect.name == "sqlite"
+    rows = session.exec(select(
+        *((cast(col(c), LargeBinary) if raw else col(c)) for c in (LedgerMeta.key,
+                                                                   LedgerMeta.value)))).all()
+    return {_as_text(key): _as_text(value) for key, value in rows}
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
 
 
 def latest_checkpoint(session: Session) -> CheckpointRow:

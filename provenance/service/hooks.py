@@ -170,8 +170,7 @@ def _statuses(ctx: ServiceContext, graph: Any) -> dict[str, NodeStatus]:
         v = node.version
         findings: list[dict[str, Any]] = []
         try:
-            report = json.loads(ctx.ledger.stored_record(v).scan_report)
-            raw = report.get("findings") if isinstance(report, dict) else None
+            raw = ctx.ledger.scan_report(v).get("findings")  # from the log entry
             findings = [f for f in raw if isinstance(f, dict)] if isinstance(raw, list) else []
             check_version(ctx.ledger, ctx.policy, ctx.ledger_verifier, v)
             statuses[v.ref] = NodeStatus("verified", findings=findings)

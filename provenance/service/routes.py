@@ -149,7 +149,7 @@ def get_artifact(request: Request, ref: str, _auth: Reader) -> dict[str, Any]:
               for e, v in ledger.edges([version.id], upstream=True)]
     return {**version_json(version), "inputs": inputs,
             "statement": json.loads(stored.statement), "bundle": json.loads(stored.bundle),
-            "scan_report": json.loads(stored.scan_report)}
+            "scan_report": ledger.scan_report(version)}
 
 
 def lineage_graph(request: Request, ref: str, direction: str, depth: int,
@@ -204,8 +204,11 @@ def checkpoint(request: Request, _auth: Reader,
     note, kept = cosignatures.cosigned_note(ledger.engine, row)
     if format == "note":
         return PlainTextResponse(note)
+    from custody.provenance.log.checkpoint import parse_checkpoint_unverified
+
     return JSONResponse({"size": row.size, "root": row.root, "note": note,
-                         "origin": ledger.meta().get("origin"),
+                         # the log's name as its signed note says it (never ledger_meta's)
+                         "origin": parse_checkpoint_unverified(row.note).origin,
                          "cosignatures": [_cosignature_json(c) for c in kept]})
 
 
