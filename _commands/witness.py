@@ -166,12 +166,12 @@ def _pinned(ws: Workspace | None, vkey: str | None) -> NoteVerifier:
 
     pinned = NoteVerifier.from_vkey(vkey) if vkey else (
         ws.ledger_verifier() if ws is not None else None)
-    if pinned is None:
-        raise UsageError(
+    if pinned is None:  # refused (exit 1), as verify and audit refuse an unpinned ledger
+        raise VerificationError(
             "the witness needs the ledger's checkpoint key pinned; it never takes it from the "
-            "ledger database", hint="pass --ledger-vkey VKEY (the ledger_vkey line of the "
-            "ledger's .custody/config.toml, checked out of band) or run inside a workspace that "
-            "pins it")
+            "ledger database", rule="ledger.key_unpinned", subject="--ledger-vkey",
+            hint="pass --ledger-vkey VKEY (the ledger_vkey line of the ledger's "
+            ".custody/config.toml, checked out of band) or run inside a workspace that pins it")
     return pinned
 
 

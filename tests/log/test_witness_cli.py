@@ -200,8 +200,11 @@ def test_the_witness_pins_the_ledger_key_and_never_takes_it_from_the_database(
     elsewhere.mkdir()
     state = tmp_path / "state"
     args = ("audit", "witness", "--key", skey, "--state", state, "--ledger", ws.url)
-    cli(*args, cwd=elsewhere).expect(2, "needs the ledger's checkpoint key pinned",
-                                     "--ledger-vkey")
+    cli(*args, cwd=elsewhere).expect(1, "REFUSED [ledger.key_unpinned]",
+                                     "needs the ledger's checkpoint key pinned", "--ledger-vkey")
+    body = cli("--json", *args, cwd=elsewhere).expect(1).json()
+    assert body["rule"] == "ledger.key_unpinned" and "--ledger-vkey VKEY" in body["hint"]
+    assert not state.exists() or not list(state.glob("*.json"))
     impostor = NoteSigner.generate(load_workspace(ws.home).ledger_vkey.split("+")[0])  # type: ignore[union-attr]
     cli(*args, "--ledger-vkey", impostor.verifier().vkey, cwd=elsewhere).expect(
         1, "REFUSED [checkpoint.untrusted_key]")
