@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,6 +24,10 @@ from custody._commands.common import (
 )
 from custody.errors import EXIT_OK, ReportedOutcome, UsageError
 from custody.provenance.verification.policy_options import parse_threshold
+
+if TYPE_CHECKING:
+    from custody.validators.findings import ScanReport, Severity
+    from custody.validators.interface import ScanOptions
 
 ExecutorOpt = Annotated[str | None, typer.Option(
     "--executor", metavar="ENGINE", help="Where the work runs: local, local[N] or "
@@ -98,6 +102,7 @@ def scan(
         "names (row, id, rule, label, score, what the baseline predicts) to FILE, .parquet or "
         ".csv; the JSON evidence lists at most 1,000 rows per finding.")] = None,
     allow_symlinks: SymlinkOpt = False,
+    executor: ExecutorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Scan PATH for dangerous content without loading it (exit 1 on a finding).
@@ -110,15 +115,14 @@ def scan(
       custody scan models --threshold high --sarif scan.sarif
       custody scan data/new.parquet --baseline train@1
       custody scan s3://bucket/models/model.pkl
+      custody scan models/llama --executor local[4]
     """
     from custody.provenance.hashing.locations import is_uri
     from custody.provenance.scanning.step import (
         DatasetOptions,
         scan_objects,
-        scan_path,
         with_dataset_checks,
     )
-    from custody.validators.findings import ScanReport
     from custody.validators.interface import ScanOptions
 
     limit = parse_threshold(threshold or "medium")
@@ -177,6 +181,17 @@ def scan(
                    fetched.source)
         return
     local = Path(path)
-    with render.progress("scanning", size_hint(local), enabled=not want_json(as_json)):
-        report = scan_path(local, threshold=limit, options=options, allow_symlinks=allow_symlinks)
-    finish(report, local, path)
+    finish(_scan_local(local, limit, options, allow_symlinks=allow_symlinks, executor=executor,
+                       as_json=as_json), local, path)
+
+
+def _scan_local(local: Path, limit: Severity, options: ScanOptions, *, allow_symlinks: bool,
+                executor: str | None, as_json: bool) -> ScanReport:
+    from custody.provenance.execution.interface import parse_executor
+    from custody.provenance.scanning.step import scan_path
+
+    engine = parse_executor(executor)
+    with engine or nullcontext(), \
+            render.progress("scanning", size_hint(local), enabled=not want_json(as_json)):
+        return scan_path(local, threshold=limit, options=options, allow_symlinks=allow_symlinks,
+                         executor=engine)
