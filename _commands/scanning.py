@@ -62,8 +62,9 @@ def hash_cmd(
     if is_uri(path):
         from custody.provenance.hashing.objects import hash_uri
 
-        with render.progress("hashing", None, enabled=not want_json(as_json)) as tick:
-            hashed = hash_uri(path, progress=tick)
+        with engine or nullcontext(), \
+                render.progress("hashing", None, enabled=not want_json(as_json)) as tick:
+            hashed = hash_uri(path, progress=tick, executor=engine)
         if want_json(as_json):
             render.emit_json(hashed.to_json())
         else:

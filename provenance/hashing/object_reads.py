@@ -10,6 +10,7 @@ semaphore bounds the blocks held in memory across all objects, whatever their si
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import threading
 from collections import deque
@@ -181,8 +182,12 @@ class Reader:
 
 
 def _ranged(f: Any, size: int) -> bool:
-    """Buffered fsspec files (S3, GCS, Azure, HTTP) fetch byte ranges: big ones go in parallel."""
-    return size > 2 * BLOCK and callable(getattr(f, "_fetch_range", None))
+    """Buffered fsspec files (S3, GCS, Azure, HTTP) fetch byte ranges: big ones go in parallel.
+
+    Only those: a local file's ``_fetch_range`` is a seek and a read on one shared handle, so
+    concurrent ranges would interleave (short reads, or the wrong bytes hashed)."""
+    buffered = importlib.import_module("fsspec.spec").AbstractBufferedFile
+    return size > 2 * BLOCK and isinstance(f, buffered)
 
 
 class _Sink:

@@ -29,6 +29,12 @@ How an object or prefix is read:
    id, ETag, generation, size) while it was hashed refuses with ``object.listing_changed`` or
    ``object.changed``: the manifest would describe bytes the store no longer serves together.
 
+With an ``executor`` (:func:`hash_uri` only: a private copy is made on this machine), the one
+listing is split into shards of balanced bytes and each worker opens the store itself from the
+URI, with its own credential chain (plus the ``storage_options`` given, which then travel to the
+workers), reads its objects pinned as listed, and returns their entries; the listing is checked
+again here after the last shard. The manifest is the one the local read gives.
+
 Credentials come from each store's usual chain (:mod:`custody.provenance.hashing.object_stores`);
 none is recorded or shown (:func:`~custody.provenance.hashing.locations.redact_uri`).
 """
@@ -41,11 +47,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from custody.errors import ArtifactError, VerificationError
+from custody.errors import ArtifactError, UsageError, VerificationError
 from custody.provenance.hashing.files import iter_files
 from custody.provenance.hashing.locations import (
     Locations,
@@ -67,6 +74,10 @@ from custody.provenance.hashing.object_stores import (
     store_errors,
     translate,
 )
+
+if TYPE_CHECKING:
+    from custody.provenance.execution.interface import Executor
+    from custody.provenance.hashing.manifest import FileEntry
 
 
 @dataclass(frozen=True)
@@ -108,9 +119,20 @@ class TargetListing:
 
 
 def hash_uri(uri: str, *, workers: int | None = None, progress: ProgressCallback | None = None,
-             storage_options: dict[str, Any] | None = None) -> ObjectManifest:
-    """Hash the object or prefix at ``uri`` (see the module docstring for how)."""
-    return hash_target(open_target(uri, storage_options), None, workers, progress)
+             storage_options: dict[str, Any] | None = None,
+             executor: Executor | None = None) -> ObjectManifest:
+    """Hash the object or prefix at ``uri`` (see the module docstring for how), on
+    ``executor`` if given."""
+    target = open_target(uri, storage_options)
+    if executor is None:
+        return hash_target(target, None, workers, progress)
+    if redact_uri(uri) != uri:
+        raise UsageError(
+            f"{target.shown}: the URI carries credentials (userinfo or a query string), which "
+            f"are not sent to the workers of {executor.name}",
+            hint="give the workers their own credentials (environment, IAM role) and a plain "
+            "URI, or hash without --executor", subject=target.shown)
+    return _hash_on(target, executor, storage_options, progress)
 
 
 def list_uri(uri: str, *, storage_options: dict[str, Any] | None = None) -> ObjectListing:
@@ -168,6 +190,36 @@ def hash_target(target: Target, home: Path | None, workers: int | None,
         reader.close()
     _check_unchanged(target, listing)
     return ObjectManifest(manifest, _locations(target, listing), copy)
+
+
+def read_shard(objects: tuple[Listed, ...], *, uri: str,
+               storage_options: dict[str, Any] | None) -> list[FileEntry]:
+    """One shard of an executor run, on a worker: the listed objects read from a store opened
+    here, pinned to the listed versions."""
+    reader = Reader(open_target(uri, storage_options), 4, None)
+    try:
+        return [reader.read(o, None) for o in objects]
+    finally:
+        reader.close()
+
+
+def _hash_on(target: Target, executor: Executor, storage_options: dict[str, Any] | None,
+             progress: ProgressCallback | None) -> ObjectManifest:
+    from custody.provenance.execution.shards import balance, shard_count
+
+    listing = list_target(target)
+    if not listing.is_directory or len(listing.objects) == 1:
+        return hash_target(target, None, None, progress)
+    objects = listing.objects
+    groups = balance([o.identity.size for o in objects],
+                     shard_count(len(objects), executor.workers))
+    weights = [sum(objects[i].identity.size for i in g) for g in groups]
+    tick = None if progress is None else (lambda n: progress(weights[n]))
+    done = executor.map(partial(read_shard, uri=target.shown, storage_options=storage_options),
+                        [tuple(objects[i] for i in g) for g in groups], on_done=tick)
+    manifest = Manifest.for_directory(listing.name, [e for shard in done for e in shard])
+    _check_unchanged(target, listing)
+    return ObjectManifest(manifest, _locations(target, listing), None)
 
 
 def _locations(target: Target, listing: TargetListing) -> Locations:
