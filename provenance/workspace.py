@@ -37,9 +37,9 @@ if TYPE_CHECKING:
 
 DIRNAME = ".custody"
 CONFIG = "config.toml"
-ENV_LEDGER = "CUSTODY_LEDGER"
+_ENV_LEDGER = "CUSTODY_LEDGER"
 ENV_LEDGER_VKEY = "CUSTODY_LEDGER_VKEY"  # as custody.provenance.ledger.store.ENV_LEDGER_VKEY
-GITIGNORE = """\
+_GITIGNORE = """\
 # Written by `custody init`. Private keys and the local SQLite ledger never go into git;
 # config.toml and the public keys (keys/*.pub) may be committed.
 keys/*.key
@@ -168,7 +168,7 @@ def check_private_key_file(path: Path) -> None:
         )
 
 
-def to_url(location: str, base: Path | None = None) -> str:
+def _to_url(location: str, base: Path | None = None) -> str:
     """Turn a ledger location (URL or filesystem path) into an SQLAlchemy URL."""
     if "://" in location:
         return location
@@ -222,7 +222,7 @@ def load_workspace(home: Path) -> Workspace:
     if not isinstance(ledger, str) or not isinstance(trusted, list):
         raise LedgerError(f"{config_path}: wrong value types", subject=str(config_path))
     return Workspace(
-        ledger_url=to_url(ledger, home),
+        ledger_url=_to_url(ledger, home),
         home=home,
         signing_key=home / signing if isinstance(signing, str) else None,
         trusted_keys=tuple(home / str(p) for p in trusted),
@@ -235,12 +235,12 @@ def resolve(ledger: str | None = None, *, start: Path | None = None) -> Workspac
     """Find the workspace for a command, following the documented resolution order."""
     home = find_home(start)
     local = load_workspace(home) if home is not None else None
-    explicit = ledger or os.environ.get(ENV_LEDGER)
+    explicit = ledger or os.environ.get(_ENV_LEDGER)
     if explicit:
         named = _workspace_folder(explicit)
         if named is not None:  # a folder holding a workspace: that workspace, keys and all
             return load_workspace(named)
-        url = to_url(explicit)
+        url = _to_url(explicit)
         if local is not None and url == local.ledger_url:
             return local
         owner = _sqlite_owner(url)
@@ -280,7 +280,7 @@ def _workspace_folder(location: str) -> Path | None:
     return home if path.is_dir() and (home / CONFIG).is_file() else None
 
 
-def write_config(home: Path, *, ledger: str, signing_key: str, trusted_keys: list[str],
+def _write_config(home: Path, *, ledger: str, signing_key: str, trusted_keys: list[str],
                  ledger_key: str | None, ledger_vkey: str) -> None:
     lines = [
         "# Custody workspace configuration (see docs/usage.md)",
@@ -318,11 +318,11 @@ def init_workspace(
         )
     if not directory.is_dir():
         raise UsageError(f"{directory} is not a directory", subject=str(directory))
-    url = to_url(ledger, home) if ledger else to_url("ledger.db", home)
+    url = _to_url(ledger, home) if ledger else _to_url("ledger.db", home)
     created = not home.exists()
     try:
         (home / "keys").mkdir(parents=True, exist_ok=True, mode=0o700)
-        (home / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
+        (home / ".gitignore").write_text(_GITIGNORE, encoding="utf-8")
         generate_key_pair(home / "keys" / "signing")
         existing = _existing_ledger_vkey(url)
         if existing is None:
@@ -336,7 +336,7 @@ def init_workspace(
             key_ref = str(ledger_key.absolute()) if ledger_key else None
             if ledger_key is not None:
                 _check_join_key(ledger_key, vkey)
-        write_config(home, ledger=ledger or "ledger.db", signing_key="keys/signing.key",
+        _write_config(home, ledger=ledger or "ledger.db", signing_key="keys/signing.key",
                      trusted_keys=["keys/signing.pub"], ledger_key=key_ref, ledger_vkey=vkey)
         return load_workspace(home)
     except BaseException:

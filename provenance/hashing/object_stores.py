@@ -50,7 +50,7 @@ _HTTP = ("https:// is read without credentials of Custody's; a signed URL carrie
          "its query string, which is used to read and never recorded or shown")
 _LOCAL = "local files are read with this process's own permissions"
 
-PROTOCOLS: dict[str, Protocol] = {
+_PROTOCOLS: dict[str, Protocol] = {
     p.scheme: p for p in (
         Protocol("s3", "s3fs", "s3", _S3, defaults=(("version_aware", True),), pin="version_id"),
         Protocol("s3a", "s3fs", "s3", _S3, defaults=(("version_aware", True),),
@@ -80,18 +80,18 @@ class Target:
     secrets: tuple[str, ...]  # the URI's userinfo and query values, scrubbed from messages
 
 
-def protocol_of(uri: str) -> Protocol:
+def _protocol_of(uri: str) -> Protocol:
     scheme = uri.split("://", 1)[0].lower()
     if "::" in scheme:
         shown = redact_uri(uri.rsplit("::", 1)[-1])
         raise UsageError(f"{shown}: chained fsspec URLs (a::b://...) are not accepted",
                          hint="give the object store's own URI (s3://bucket/key)",
                          subject=shown)
-    found = PROTOCOLS.get(scheme)
+    found = _PROTOCOLS.get(scheme)
     if found is None:
         raise UsageError(
             f"{redact_uri(uri)}: {scheme}:// is not an object store Custody reads",
-            hint="use one of " + ", ".join(f"{s}://" for s in PROTOCOLS) + f" (see {_DOCS})",
+            hint="use one of " + ", ".join(f"{s}://" for s in _PROTOCOLS) + f" (see {_DOCS})",
             subject=redact_uri(uri))
     return found
 
@@ -101,7 +101,7 @@ def open_target(uri: str, storage_options: dict[str, Any] | None = None) -> Targ
     UsageError naming the extra that installs it."""
     if not is_uri(uri):
         raise UsageError(f"{uri} is not a URI", hint="give scheme://bucket/key", subject=uri)
-    protocol = protocol_of(uri)
+    protocol = _protocol_of(uri)
     shown = redact_uri(uri)
     if protocol.module is not None and importlib.util.find_spec(protocol.module) is None:
         raise _missing_extra(protocol, shown)

@@ -33,7 +33,7 @@ from custody.signing.statement import Statement
 _PIN = re.compile(r"^(?:(?P<alg>sha256(?:-manifest-v1)?):(?P<hex>[0-9a-f]{64})|"
                   r"(?P<name>[A-Za-z0-9][A-Za-z0-9._/-]{0,199})(?:@(?P<v>[0-9]{1,9}))?)$")
 _STRONG = ("version_id", "etag", "generation")  # identities a store assigns to one version
-DEFAULT_MAX_HASH_BYTES = 4 * 1024**3  # larger unrecorded objects: record them at their location
+_DEFAULT_MAX_HASH_BYTES = 4 * 1024**3  # larger unrecorded objects: record them at their location
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class Admission:
     Thread-safe: requests run in a thread pool and share the caches."""
 
     def __init__(self, ledger: Ledger, policy: Policy, verifier: NoteVerifier | None, *,
-                 max_hash_bytes: int = DEFAULT_MAX_HASH_BYTES, cache_entries: int = 4096,
+                 max_hash_bytes: int = _DEFAULT_MAX_HASH_BYTES, cache_entries: int = 4096,
                  verdict_seconds: float = 60.0, listing_seconds: float = 2.0,
                  open_uri: Callable[[str], Source] = open_source):
         self.ledger, self.policy, self.verifier = ledger, policy, verifier

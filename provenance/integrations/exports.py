@@ -16,10 +16,10 @@ from typing import Any
 from custody import __version__
 from custody.provenance.verification.lineage import LineageEdgeView, LineageGraph, LineageNode
 
-PRODUCER = "https://custody.dev/custody"
-OL_SCHEMA = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
-DIGEST_FACET_SCHEMA = "https://custody.dev/spec/facets/1-0-0/CustodyDigestFacet.json"
-NAMESPACE = "custody"
+_PRODUCER = "https://custody.dev/custody"
+_OL_SCHEMA = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
+_DIGEST_FACET_SCHEMA = "https://custody.dev/spec/facets/1-0-0/CustodyDigestFacet.json"
+_NAMESPACE = "custody"
 _NS = uuid.UUID("6f1c7e2a-8a53-4d47-9d8b-3c0c2f1f5b6e")
 
 
@@ -36,13 +36,13 @@ def _inputs_by_output(graph: LineageGraph) -> dict[str, list[LineageEdgeView]]:
 
 def _digest_facet(node: LineageNode) -> dict[str, Any]:
     v = node.version
-    return {"_producer": PRODUCER, "_schemaURL": DIGEST_FACET_SCHEMA,
+    return {"_producer": _PRODUCER, "_schemaURL": _DIGEST_FACET_SCHEMA,
             "algorithm": v.digest_algorithm, "value": v.digest, "ref": v.ref,
             "signer": v.signer, "scanVerdict": v.scan_verdict}
 
 
 def _ol_dataset(node: LineageNode) -> dict[str, Any]:
-    return {"namespace": NAMESPACE, "name": node.version.ref,
+    return {"namespace": _NAMESPACE, "name": node.version.ref,
             "facets": {"custody_digest": _digest_facet(node)}}
 
 
@@ -56,10 +56,10 @@ def to_openlineage(graph: LineageGraph) -> list[dict[str, Any]]:
         events.append({
             "eventType": "COMPLETE",
             "eventTime": node.version.recorded_at.isoformat(timespec="seconds"),
-            "producer": PRODUCER,
-            "schemaURL": OL_SCHEMA,
+            "producer": _PRODUCER,
+            "schemaURL": _OL_SCHEMA,
             "run": {"runId": str(uuid.uuid5(_NS, f"run:{output}"))},
-            "job": {"namespace": NAMESPACE, "name": f"{'+'.join(activities)}:{output}"},
+            "job": {"namespace": _NAMESPACE, "name": f"{'+'.join(activities)}:{output}"},
             "inputs": [_ol_dataset(nodes[e.source]) for e in sorted(edges,
                                                                      key=lambda e: e.source)],
             "outputs": [_ol_dataset(node)],

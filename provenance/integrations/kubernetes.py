@@ -85,7 +85,7 @@ def ref_from_uri(uri: str) -> str | None:
     return None
 
 
-def model_uri(obj: dict[str, Any]) -> str | None:
+def _model_uri(obj: dict[str, Any]) -> str | None:
     """The model URI of a KServe InferenceService (new or old form) or of an annotated Pod."""
     annotations = _dict(_dict(obj.get("metadata")).get("annotations"))
     if obj.get("kind") == "InferenceService":
@@ -101,7 +101,7 @@ def model_uri(obj: dict[str, Any]) -> str | None:
     return uri if isinstance(uri, str) else None
 
 
-def pinned_ref(obj: dict[str, Any]) -> str | None:
+def _pinned_ref(obj: dict[str, Any]) -> str | None:
     annotations = _dict(_dict(obj.get("metadata")).get("annotations"))
     pinned = annotations.get(ANNOTATION_REF)
     return pinned.strip() if isinstance(pinned, str) and pinned.strip() else None
@@ -133,7 +133,7 @@ def decide(request: dict[str, Any], check: Check, *, mode: str) -> Decision:
     if obj.get("kind") not in ("InferenceService", "Pod"):
         return _outcome(False, f"custody checks InferenceServices and Pods, not "
                         f"{str(obj.get('kind'))[:60]}", None, "admission.unsupported_kind", mode)
-    uri, pinned = model_uri(obj), pinned_ref(obj)
+    uri, pinned = _model_uri(obj), _pinned_ref(obj)
     if uri is None:
         said = (f"; the annotation {ANNOTATION_REF}: {pinned[:200]} only narrows what the "
                 "bytes at a URI bind to") if pinned else ""

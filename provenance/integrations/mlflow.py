@@ -73,15 +73,15 @@ from custody.provenance.log.checkpoint import NoteVerifier
 from custody.provenance.policy.core import Policy
 from custody.provenance.verification.digest import RecordCheck, check_version, verify_digest
 
-TAG_REF = "custody.artifact"  # set by the user: the ledger ref expected (narrows only)
-TAG_VERDICT = "custody.verdict"
-TAG_DIGEST = "custody.digest"
-TAG_VERIFIED_REF = "custody.ref"
-TAG_RULE = "custody.rule"
-TAG_REASON = "custody.reason"
-VERDICTS = ("verified", "refused", "unknown")
+_TAG_REF = "custody.artifact"  # set by the user: the ledger ref expected (narrows only)
+_TAG_VERDICT = "custody.verdict"
+_TAG_DIGEST = "custody.digest"
+_TAG_VERIFIED_REF = "custody.ref"
+_TAG_RULE = "custody.rule"
+_TAG_REASON = "custody.reason"
+_VERDICTS = ("verified", "refused", "unknown")
 SOURCE = "mlflow"
-MAX_DELIVERY_ID = 200
+_MAX_DELIVERY_ID = 200
 _REASON_LIMIT = 500
 
 _DELIVERY_HINT = ("deliver through an MLflow registry webhook created with this secret: it sends "
@@ -95,8 +95,8 @@ def check_signature(secret: str, *, body: bytes, delivery_id: str | None,
     if not (delivery_id and timestamp and signature):
         raise WebhookSignatureError("missing X-MLflow-Signature, X-MLflow-Delivery-Id or "
                                     "X-MLflow-Timestamp", hint=_DELIVERY_HINT)
-    if len(delivery_id) > MAX_DELIVERY_ID:
-        raise WebhookSignatureError(f"X-MLflow-Delivery-Id is longer than {MAX_DELIVERY_ID} "
+    if len(delivery_id) > _MAX_DELIVERY_ID:
+        raise WebhookSignatureError(f"X-MLflow-Delivery-Id is longer than {_MAX_DELIVERY_ID} "
                                     "characters", hint=_DELIVERY_HINT)
     try:
         sent = int(timestamp)
@@ -274,9 +274,9 @@ class GateVerdict:
     def tags(self) -> dict[str, str | None]:
         """The ``custody.*`` tags this verdict sets (None: the tag is removed)."""
         reason = None if self.message is None else self.message[:_REASON_LIMIT]
-        return {TAG_VERDICT: self.verdict, TAG_DIGEST: self.digest,
-                TAG_VERIFIED_REF: self.ref if self.verified else None,
-                TAG_RULE: self.rule, TAG_REASON: reason}
+        return {_TAG_VERDICT: self.verdict, _TAG_DIGEST: self.digest,
+                _TAG_VERIFIED_REF: self.ref if self.verified else None,
+                _TAG_RULE: self.rule, _TAG_REASON: reason}
 
 
 def judge(ledger: Ledger, policy: Policy, verifier: NoteVerifier | None, manifest: Manifest,
@@ -292,12 +292,12 @@ def judge(ledger: Ledger, policy: Policy, verifier: NoteVerifier | None, manifes
             try:
                 expected = ledger.resolve(pinned)
             except (NotFoundError, UsageError) as exc:
-                return _mismatch(digest, f"the tag {TAG_REF}={pinned} names no recorded version "
+                return _mismatch(digest, f"the tag {_TAG_REF}={pinned} names no recorded version "
                                  f"({exc.message}); the version's bytes are {digest}")
             if (expected.digest_algorithm, expected.digest) != (manifest.algorithm,
                                                                 manifest.digest):
                 return _mismatch(
-                    digest, f"the tag {TAG_REF}={pinned} names {expected.ref}, recorded as "
+                    digest, f"the tag {_TAG_REF}={pinned} names {expected.ref}, recorded as "
                     f"{expected.digest_algorithm}:{expected.digest}, but the version's bytes "
                     f"are {digest}", ref=expected.ref)
             name = expected.name
@@ -313,7 +313,7 @@ def judge(ledger: Ledger, policy: Policy, verifier: NoteVerifier | None, manifes
                     if name is None or v.name == name]
         if exc.rule == "record.not_found" and name is not None and expected is None and \
                 ledger.find_by_digest(manifest.algorithm, manifest.digest):
-            return _mismatch(digest, f"the tag {TAG_REF}={pinned} names {name}, but the "
+            return _mismatch(digest, f"the tag {_TAG_REF}={pinned} names {name}, but the "
                              f"version's bytes {digest} are recorded under another name")
         ref = expected.ref if expected is not None else recorded[-1].ref if recorded else None
         return GateVerdict("refused", digest, ref, exc.rule, exc.message)
@@ -361,7 +361,7 @@ def gate(rest: MlflowRest, ledger: Ledger, policy: Policy, verifier: NoteVerifie
         except ArtifactError as exc:
             verdict = GateVerdict("unknown", rule="mlflow.unresolved", message=exc.message)
         else:
-            verdict = judge(ledger, policy, verifier, manifest, info.tags.get(TAG_REF))
+            verdict = judge(ledger, policy, verifier, manifest, info.tags.get(_TAG_REF))
     outcome = GateOutcome(event.name, event.version, verdict,
                           {"created": "model_version.created",
                            "alias": "model_version_alias.created",

@@ -17,7 +17,7 @@ from typing import Any
 
 from custody.errors import ArtifactError, LedgerError, NotFoundError, UsageError
 
-MAX_FILES = 100_000  # files downloaded for one version
+_MAX_FILES = 100_000  # files downloaded for one version
 _CHUNK = 1 << 20
 _EXTRA = "pip install 'custody[mlflow]' where `custody serve` runs (it brings mlflow-skinny)"
 
@@ -163,8 +163,8 @@ class MlflowRest:
                     pending.append((sub, local / name, self._artifact_files(sub)))
                     continue
                 count += 1
-                if count > MAX_FILES:
-                    raise ArtifactError(f"{uri} holds more than {MAX_FILES} files", subject=uri)
+                if count > _MAX_FILES:
+                    raise ArtifactError(f"{uri} holds more than {_MAX_FILES} files", subject=uri)
                 self._artifact_bytes(f"{remote}/{name}", local / name)
         return dest
 

@@ -65,10 +65,10 @@ def load_policy(path: Path) -> Policy:
                               subject=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise PolicyFileError(f"{path} is not valid TOML: {exc}", subject=str(path)) from None
-    return parse_policy(data, path)
+    return _parse_policy(data, path)
 
 
-def parse_policy(data: dict[str, Any], path: Path) -> Policy:
+def _parse_policy(data: dict[str, Any], path: Path) -> Policy:
     ctx = _Ctx(path)
     ctx.table(data, "", _TOP)
     if data.get("version", 1) != 1:

@@ -19,7 +19,7 @@ from custody.provenance.ledger.store import Ledger
 from custody.signing.interface import Signer
 from custody.signing.statement import Statement, Subject
 
-REVOCATION_PREDICATE = "https://custody.dev/revocation/v1"
+_REVOCATION_PREDICATE = "https://custody.dev/revocation/v1"
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,11 @@ class RevocationResult:
                 "ledger_index": self.entry_idx, "signer": self.signer}
 
 
-def revocation_statement(target: ArtifactVersionPublic, reason: str, when: datetime
+def _revocation_statement(target: ArtifactVersionPublic, reason: str, when: datetime
                          ) -> Statement:
     return Statement(
         subjects=(Subject(name=target.name, digest={"sha256": target.digest}),),
-        predicate_type=REVOCATION_PREDICATE,
+        predicate_type=_REVOCATION_PREDICATE,
         predicate={
             "target": {"name": target.name, "version": target.version,
                        "digest": {"algorithm": target.digest_algorithm,
@@ -60,7 +60,7 @@ def revoke(ledger: Ledger, ref: str, *, reason: str, signer: Signer) -> Revocati
                          f"{already.reason})",
                          hint=f"see `custody lineage {target.ref} --downstream` for what it "
                          "affects")
-    statement = revocation_statement(target, reason, datetime.now(UTC)).to_bytes()
+    statement = _revocation_statement(target, reason, datetime.now(UTC)).to_bytes()
     bundle = signer.sign_statement(statement)
     idx = ledger.append_revocation(target, reason=reason, bundle=bundle,
                                    signer=signer.identity, signer_key=signer.public_key_pem)

@@ -42,7 +42,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 DOCS = "/docs (OpenAPI: /openapi.json) describes every endpoint, its parameters and body"
-HINTS = {
+_HINTS = {
     400: f"fix the request as the message says; {DOCS}",
     401: "send the bearer token in the header `Authorization: Bearer TOKEN`",
     404: "GET /v1/artifacts lists the recorded versions; GET /v1/checkpoint gives the tree size "
@@ -54,9 +54,9 @@ HINTS = {
 }
 
 
-def hint_for(status: int, hint: str | None = None) -> str:
+def _hint_for(status: int, hint: str | None = None) -> str:
     """The hint of an error body: the error's own, else the one for its status."""
-    return hint or HINTS.get(status) or HINTS.get(status // 100 * 100) or DOCS
+    return hint or _HINTS.get(status) or _HINTS.get(status // 100 * 100) or DOCS
 
 
 def _body_limit_hint(limit: int) -> str:
@@ -111,7 +111,7 @@ async def _plain(send: Send, status: int, message: str, hint: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def status_for(exc: CustodyError) -> int:
+def _status_for(exc: CustodyError) -> int:
     if isinstance(exc, RequestError):
         return exc.status
     if isinstance(exc, VersionConflict):
@@ -127,9 +127,9 @@ def status_for(exc: CustodyError) -> int:
     return 400
 
 
-def error_body(exc: CustodyError) -> dict[str, Any]:
+def _error_body(exc: CustodyError) -> dict[str, Any]:
     body: dict[str, Any] = {"error": type(exc).__name__, "message": exc.message,
-                            "hint": hint_for(status_for(exc), exc.hint), "subject": exc.subject}
+                            "hint": _hint_for(_status_for(exc), exc.hint), "subject": exc.subject}
     if isinstance(exc, RefusedError):
         body["rule"] = exc.rule
     return body
@@ -139,7 +139,7 @@ def _install_errors(app: FastAPI) -> None:
     async def custody_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, CustodyError)  # noqa: S101 - registered for CustodyError
         headers = exc.headers if isinstance(exc, RequestError) else None
-        return JSONResponse(error_body(exc), status_code=status_for(exc), headers=headers)
+        return JSONResponse(_error_body(exc), status_code=_status_for(exc), headers=headers)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         # Starlette's own: no route (404), wrong method (405)
@@ -148,7 +148,7 @@ def _install_errors(app: FastAPI) -> None:
         if exc.status_code == 404:
             hint = f"there is no endpoint {request.url.path[:200]}; {DOCS}"
         return JSONResponse({"error": "RequestError", "message": str(exc.detail),
-                             "hint": hint_for(exc.status_code, hint)},
+                             "hint": _hint_for(exc.status_code, hint)},
                             status_code=exc.status_code, headers=exc.headers)
 
     async def invalid(_request: Request, exc: Exception) -> JSONResponse:

@@ -31,7 +31,7 @@ from custody.provenance.ledger.models import (
 from custody.provenance.log.checkpoint import NoteVerifier, verify_checkpoint
 from custody.provenance.log.witness import Cosignature, WitnessVerifier, verify_cosignatures
 
-MAX_WITNESSES = 64  # cosignatures kept per checkpoint: a note holds at most 100 signature lines
+_MAX_WITNESSES = 64  # cosignatures kept per checkpoint: a note holds at most 100 signature lines
 _TABLE = table_of(CheckpointCosignature)
 _MIGRATE = "run `custody migrate` if the ledger predates witness cosignatures"
 
@@ -82,9 +82,9 @@ def add(engine: Engine, row: CheckpointRow, note: str, *, ledger_key: NoteVerifi
                                 .where(CheckpointCosignature.size == row.size,
                                        CheckpointCosignature.root == root)).all()
             keys = {(n, k) for n, k in kept} | {(c.name, c.key_id) for c in cosigs}
-            if len(keys) > MAX_WITNESSES:
+            if len(keys) > _MAX_WITNESSES:
                 raise UsageError(f"checkpoint {subject} already has {len(kept)} cosignatures; "
-                                 f"at most {MAX_WITNESSES} are kept per checkpoint",
+                                 f"at most {_MAX_WITNESSES} are kept per checkpoint",
                                  hint="cosign the ledger's newest checkpoint instead")
             for cosig in cosigs:
                 _upsert(session, row.size, root, cosig)

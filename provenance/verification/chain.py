@@ -262,7 +262,7 @@ class ChainWalker:
         label = "it" if depth == 0 else f"upstream input {version.ref} (depth {depth})"
         age = policy.max_age_days
         if age is not None:
-            recorded = signed_time(claims, version.ref)  # the signature's time, not the column's
+            recorded = _signed_time(claims, version.ref)  # the signature's time, not the column's
             if self.now - recorded > timedelta(days=age):
                 raise VerificationError(
                     f"{label} was recorded {(self.now - recorded).days} days ago (signed "
@@ -340,7 +340,7 @@ class ChainWalker:
             self.walk_inputs(upstream, up_claims, depth + 1)
 
 
-def signed_time(claims: RecordClaims, ref: str) -> datetime:
+def _signed_time(claims: RecordClaims, ref: str) -> datetime:
     """The signed statement's ``recordedAt`` as an aware UTC datetime (naive means UTC)."""
     try:
         moment = datetime.fromisoformat(claims.recorded_at)

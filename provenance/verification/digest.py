@@ -26,7 +26,7 @@ from custody.provenance.verification.verify import find_record
 from custody.provenance.verification.witnessing import check_chain
 
 _DIGEST_RE = re.compile(r"^(sha256(?:-manifest-v1)?):([0-9a-f]{64})$")
-BYTES_NOTE = ("the service checked the ledger record and its chain, not the bytes: run "
+_BYTES_NOTE = ("the service checked the ledger record and its chain, not the bytes: run "
               "`custody verify PATH` (or open_verified) where the bytes are loaded")
 
 
@@ -44,7 +44,7 @@ class RecordCheck:
             "artifact": self.node.to_json(),
             "chain": [n.to_json() for n in self.chain],
             "bytes_checked": False,
-            "note": BYTES_NOTE,
+            "note": _BYTES_NOTE,
         }
 
 
@@ -61,7 +61,7 @@ def check_version(ledger: Ledger, policy: Policy, verifier: NoteVerifier | None,
     return RecordCheck(node, chain, claims)
 
 
-def parse_digest(text: str) -> tuple[str, str]:
+def _parse_digest(text: str) -> tuple[str, str]:
     match = _DIGEST_RE.match(text.strip())
     if not match:
         raise UsageError(f"invalid digest {text[:80]!r}",
@@ -90,7 +90,7 @@ def verify_digest(ledger: Ledger, policy: Policy, verifier: NoteVerifier | None,
                 rule="artifact.manifest_mismatch", subject=version.ref)
         return result
     assert digest is not None  # noqa: S101 - checked above
-    algorithm, value = parse_digest(digest)
+    algorithm, value = _parse_digest(digest)
     matches = ledger.find_by_digest(algorithm, value)
     if name is not None:
         matches = [m for m in matches if m.name == name]

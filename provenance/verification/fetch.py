@@ -323,7 +323,7 @@ def hash_source(source: Source, *, workers: int | None = None) -> tuple[Listing,
     return source.hash(workers)
 
 
-def as_recorded_name(manifest: Manifest, ledger: Ledger, name: str | None) -> Manifest:
+def _as_recorded_name(manifest: Manifest, ledger: Ledger, name: str | None) -> Manifest:
     """The manifest under the top-level name its record gives it, when its digest is recorded.
 
     The name is a label, bound by no digest (a file's digest is its content's, a directory's
@@ -353,7 +353,7 @@ def fetch_verified(src: str | Path, dest: str | Path, policy: Policy, *, ledger:
     try:
         (staging / "in").mkdir(mode=0o700)
         listing, hashed, copy = source.download(staging / "in", workers)
-        manifest = as_recorded_name(hashed, ledger, name)
+        manifest = _as_recorded_name(hashed, ledger, name)
         # verify_manifest only prints the path: the URI as given, not a Path that folds "//"
         report = verify_manifest(cast(Path, source.display), copy, manifest, policy,
                                  ledger=ledger, name=name, ledger_verifier=ledger_verifier)

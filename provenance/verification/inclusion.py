@@ -31,7 +31,7 @@ class Inclusion:
                 "ledger_key_pinned": self.pinned}
 
 
-def pinned_head(ledger: Ledger, verifier: NoteVerifier | None, *, source: str = "--ledger-vkey"
+def _pinned_head(ledger: Ledger, verifier: NoteVerifier | None, *, source: str = "--ledger-vkey"
                 ) -> tuple[PinnedKey, Checkpoint, str]:
     """The pinned checkpoint key, and the newest checkpoint (and its note) verified with it.
 
@@ -69,7 +69,7 @@ class InclusionChecker:
 
     def __init__(self, ledger: Ledger, verifier: NoteVerifier | None):
         self.ledger = ledger
-        self.key, self.checkpoint, self.note = pinned_head(ledger, verifier)
+        self.key, self.checkpoint, self.note = _pinned_head(ledger, verifier)
         self.verifier = self.key.verifier
         self.pinned = True
         self._proved: dict[int, bytes] = {}

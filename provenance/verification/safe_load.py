@@ -84,7 +84,7 @@ def open_verified(
 
 
 @contextmanager
-def verified_directory(
+def _verified_directory(
     path: str | Path,
     policy: Policy | str | Path,
     *,
@@ -141,7 +141,7 @@ def read_parquet(path: str | Path, policy: Policy | str | Path, *,
                 subject=str(source)) from None
 
     if source.is_dir():
-        with verified_directory(source, policy, ledger=ledger, name=name) as (folder, _):
+        with _verified_directory(source, policy, ledger=ledger, name=name) as (folder, _):
             return read(folder)
     with open_verified(source, policy, ledger=ledger, name=name) as handle:
         return read(handle)

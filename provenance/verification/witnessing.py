@@ -91,8 +91,8 @@ def check_witnessed(policy: WitnessPolicy, inclusion: InclusionChecker, indices:
     """Refuse unless the ledger entries ``indices`` are covered by a checkpoint cosigned as
     ``policy`` requires, and the ledger's head extends every cosigned checkpoint found."""
     verifier, head = inclusion.verifier, inclusion.checkpoint
-    found = load_cosigned(policy.cosigned, verifier)
-    check_head(head, found, inclusion.ledger.prove_consistency)
+    found = _load_cosigned(policy.cosigned, verifier)
+    _check_head(head, found, inclusion.ledger.prove_consistency)
     wanted = max(indices, default=-1) + 1
     candidates = sorted((c for c in found if c.checkpoint.size >= wanted),
                         key=lambda c: -c.checkpoint.size)
@@ -128,7 +128,7 @@ def check_witnessed(policy: WitnessPolicy, inclusion: InclusionChecker, indices:
         f"--key WITNESS.skey --state STATE_DIR --out {_out_example(policy)}`), then verify again")
 
 
-def check_head(head: Checkpoint, found: Iterable[Cosigned], prove: ProveConsistency) -> None:
+def _check_head(head: Checkpoint, found: Iterable[Cosigned], prove: ProveConsistency) -> None:
     """The head must extend every cosigned checkpoint (rollback, fork, inconsistency), and no
     two of them may be of one size with different roots (a fork shown to different witnesses)."""
     by_size: dict[int, Cosigned] = {}
@@ -151,7 +151,7 @@ def check_head(head: Checkpoint, found: Iterable[Cosigned], prove: ProveConsiste
                                     rule=exc.rule, subject=exc.subject, hint=exc.hint) from None
 
 
-def load_cosigned(paths: Iterable[Path], verifier: NoteVerifier) -> list[Cosigned]:
+def _load_cosigned(paths: Iterable[Path], verifier: NoteVerifier) -> list[Cosigned]:
     """The checkpoints of the ledger signed by ``verifier`` in these files (a directory: each
     regular file in it whose name does not start with a dot), merged per checkpoint. Another
     log's checkpoints are skipped; a file that is not a signed note, or a checkpoint of this

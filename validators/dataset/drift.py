@@ -84,7 +84,7 @@ def _numeric_bins(b: ColumnProfile, s: ColumnProfile) -> tuple[np.ndarray, np.nd
     return np.clip(pb, 0, None), np.clip(ps, 0, None)
 
 
-def wasserstein_normalised(b: ColumnProfile, s: ColumnProfile) -> float:
+def _wasserstein_normalised(b: ColumnProfile, s: ColumnProfile) -> float:
     """Wasserstein-1 between the central 98% of the two distributions (quantile levels 1% to
     99%: a handful of extreme values in a heavy tail must not decide it; PSI's outer bins see
     the tails), divided by the baseline's robust spread (the larger of the trimmed standard
@@ -116,7 +116,7 @@ def column_distance(b: ColumnProfile, s: ColumnProfile) -> float:
     """A scale-free distance between two columns' distributions (0 = identical)."""
     if b.kind in (NUMERIC, TEMPORAL) and b.quantiles and s.quantiles:
         pb, ps = _numeric_bins(b, s)
-        return max(psi(pb, ps), wasserstein_normalised(b, s))
+        return max(psi(pb, ps), _wasserstein_normalised(b, s))
     if b.values is not None and s.values is not None:
         pb, ps = _categorical_proportions(b, s)
         return jensen_shannon(pb, ps)
@@ -154,7 +154,7 @@ def _drift_numeric(b: ColumnProfile, s: ColumnProfile, path: str, tol: Tolerance
                                                                       s.sample_size)
     pb, ps = _numeric_bins(b, s)
     p = psi(pb, ps)
-    w = wasserstein_normalised(b, s)
+    w = _wasserstein_normalised(b, s)
     psi_floor = tol.noise_factor * (len(pb) - 1) * (1 / nb + 1 / ns)
     w_floor = tol.noise_factor * math.sqrt(1 / nb + 1 / ns)
     sev_p = _severity(p, max(tol.psi_low, psi_floor), max(tol.psi_medium, psi_floor))

@@ -37,7 +37,7 @@ _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _NULL = np.uint64(0x9E3779B97F4A7C15)
 _NAN = np.float64("nan")
 MAX_CLASSES = 100
-NULL_SCORE = -6.0  # where a null number sits among normal scores
+_NULL_SCORE = -6.0  # where a null number sits among normal scores
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
@@ -49,7 +49,7 @@ def mix64(x: np.ndarray) -> np.ndarray:
     return np.asarray(x ^ (x >> np.uint64(31)), dtype=np.uint64)
 
 
-def dictionary_codes(indices: pa.Array, null_code: int) -> np.ndarray:
+def _dictionary_codes(indices: pa.Array, null_code: int) -> np.ndarray:
     """Dictionary indices as int64, nulls as ``null_code`` (without pyarrow's pandas shim)."""
     idx = to_numpy(indices).astype(np.int64)
     if indices.null_count:
@@ -111,7 +111,7 @@ def column_hash(array: pa.Array) -> np.ndarray:
     if kind == CATEGORICAL:
         if pa.types.is_dictionary(array.type):
             table = np.append(hash_strings(pc.cast(array.dictionary, pa.string())), _NULL)
-            idx = dictionary_codes(array.indices, len(array.dictionary))
+            idx = _dictionary_codes(array.indices, len(array.dictionary))
             return np.asarray(table[idx.astype(np.int64)], dtype=np.uint64)
         return hash_strings(array)
     text = pc.cast(array, pa.string()) if not pa.types.is_nested(array.type) else None
@@ -143,7 +143,7 @@ class LabelCodes:
                 self.codes[key] = len(self.codes)
             lookup[i] = self.codes[key]
         lookup[-1] = -1
-        idx = dictionary_codes(enc.indices, len(enc.dictionary))
+        idx = _dictionary_codes(enc.indices, len(enc.dictionary))
         return np.asarray(lookup[idx.astype(np.int64)], dtype=np.int32)
 
     @property
@@ -171,12 +171,12 @@ class Feature:
         range half a unit further out; nulls at ``NULL_SCORE`` (they neighbour each other)."""
         x = z.astype(np.float64)
         if len(self.rank_points) < 2:
-            out = np.clip(np.nan_to_num(x, nan=NULL_SCORE), -4.0, 4.0)
+            out = np.clip(np.nan_to_num(x, nan=_NULL_SCORE), -4.0, 4.0)
         else:
             out = np.interp(x, self.rank_points, self.rank_scores)
             out[x > self.rank_points[-1]] = self.rank_scores[-1] + 0.5
             out[x < self.rank_points[0]] = self.rank_scores[0] - 0.5
-        out[np.isnan(x)] = NULL_SCORE
+        out[np.isnan(x)] = _NULL_SCORE
         return out
 
     def encode(self, array: pa.Array) -> np.ndarray:
@@ -191,7 +191,7 @@ class Feature:
                 self.vocab[key] = len(self.vocab)
             lookup[i] = self.vocab[key]
         lookup[-1] = _NAN
-        idx = dictionary_codes(enc.indices, len(values))
+        idx = _dictionary_codes(enc.indices, len(values))
         return np.asarray(lookup[idx.astype(np.int64)], dtype=np.float32)
 
     def bins(self, z: np.ndarray, fine: bool) -> np.ndarray:

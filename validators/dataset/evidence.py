@@ -55,7 +55,7 @@ def _values(snapshot: Path, columns: list[str], rows: np.ndarray,
     return out
 
 
-def evidence_table(comparison: DatasetComparison, snapshot: Path,
+def _evidence_table(comparison: DatasetComparison, snapshot: Path,
                    typing: pa.Schema | None = None) -> pa.Table:
     """The rows of every poisoning finding as a table (see the module docstring)."""
     details = comparison.details
@@ -107,7 +107,7 @@ def write_rows(comparison: DatasetComparison, snapshot: Path, out: Path,
     if suffix not in (".parquet", ".csv"):
         raise UsageError(f"--rows-out {out}: the file name must end in .parquet or .csv",
                          hint="for example --rows-out suspicious-rows.csv")
-    table = evidence_table(comparison, snapshot, typing)
+    table = _evidence_table(comparison, snapshot, typing)
     tmp = out.with_name(out.name + ".tmp")
     if suffix == ".csv":
         import pyarrow.csv as pacsv

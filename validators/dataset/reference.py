@@ -43,11 +43,11 @@ from custody.errors import DatasetReadError
 from custody.validators.dataset.encode import FeaturePlan, LabelCodes
 from custody.validators.dataset.profile import _plain
 
-MAGIC = b"CUSTODY-DATASET-REFERENCE\n"
+_MAGIC = b"CUSTODY-DATASET-REFERENCE\n"
 FORMAT = 1
-HASH_SCHEME = "custody-row-hash-1"  # encode.row_hashes / column_hash / hash_strings
+_HASH_SCHEME = "custody-row-hash-1"  # encode.row_hashes / column_hash / hash_strings
 MAX_KEYS = 65_536
-MAX_SAMPLE = 20_000
+_MAX_SAMPLE = 20_000
 _SAMPLE_SEED = 0x2EF
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -134,16 +134,16 @@ def build_reference(*, rows: int, hashes: np.ndarray, labels: np.ndarray,
         arrays["id_row_hash"] = hashes[pick_id].astype("<u8")
         arrays["id_label"] = labels[pick_id].astype("<i2")
     keep = np.flatnonzero(sample_labels >= 0)
-    if len(keep) > MAX_SAMPLE:
-        keep = np.sort(np.random.default_rng(_SAMPLE_SEED).choice(keep, MAX_SAMPLE,
+    if len(keep) > _MAX_SAMPLE:
+        keep = np.sort(np.random.default_rng(_SAMPLE_SEED).choice(keep, _MAX_SAMPLE,
                                                                   replace=False))
     arrays["sample"] = np.ascontiguousarray(sample[keep], dtype="<f4")
     arrays["sample_label"] = sample_labels[keep].astype("<i2")
     header = {
-        "format": FORMAT, "hash_scheme": HASH_SCHEME, "rows": int(rows), "label": label,
+        "format": FORMAT, "hash_scheme": _HASH_SCHEME, "rows": int(rows), "label": label,
         "id_column": id_column if ids is not None else None, "hash_columns": list(hash_columns),
         "features": [f.name for f in plan.features], "labels": [_plain(v) for v in names],
-        "max_keys": MAX_KEYS, "max_sample": MAX_SAMPLE,
+        "max_keys": MAX_KEYS, "max_sample": _MAX_SAMPLE,
     }
     return _encode(header, arrays)
 
@@ -161,23 +161,23 @@ def _encode(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
     head = json.dumps({**header, "arrays": table}, sort_keys=True,
                       separators=(",", ":")).encode()
     body = zlib.compress(b"".join(chunks), 6)
-    return MAGIC + len(head).to_bytes(8, "little") + head + body
+    return _MAGIC + len(head).to_bytes(8, "little") + head + body
 
 
 def read_reference(blob: bytes, digest: str | None = None) -> Reference:
     """Decode a reference; with ``digest``, refuse one whose bytes do not match it."""
     if digest is not None and reference_digest(blob) != digest:
         raise DatasetReadError("the dataset reference does not match its digest")
-    if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 8:
+    if not blob.startswith(_MAGIC) or len(blob) < len(_MAGIC) + 8:
         raise DatasetReadError("not a Custody dataset reference")
-    at = len(MAGIC)
+    at = len(_MAGIC)
     size = int.from_bytes(blob[at:at + 8], "little")
     try:
         header = json.loads(blob[at + 8:at + 8 + size])
         body = zlib.decompress(blob[at + 8 + size:])
     except (ValueError, zlib.error) as exc:
         raise DatasetReadError(f"unreadable dataset reference: {exc}") from exc
-    if header.get("format") != FORMAT or header.get("hash_scheme") != HASH_SCHEME:
+    if header.get("format") != FORMAT or header.get("hash_scheme") != _HASH_SCHEME:
         raise DatasetReadError(f"unsupported dataset reference format {header.get('format')!r}")
     arrays: dict[str, np.ndarray] = {}
     for item in header.pop("arrays"):

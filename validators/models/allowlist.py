@@ -125,7 +125,7 @@ def profiles() -> dict[str, Profile]:
     return {stem: _profile(stem) for stem in _stems()}
 
 
-def default_profiles() -> tuple[str, ...]:
+def _default_profiles() -> tuple[str, ...]:
     return _stems()
 
 
@@ -151,7 +151,7 @@ def _index(selected: tuple[str, ...]) -> dict[str, Profile]:
 
 
 def profile_of(module: str, name: str, selected: tuple[str, ...] | None = None) -> Profile | None:
-    chosen = default_profiles() if selected is None else check_profile_names(selected)
+    chosen = _default_profiles() if selected is None else check_profile_names(selected)
     return _index(chosen).get(f"{module}.{name}")
 
 

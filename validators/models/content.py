@@ -34,7 +34,7 @@ _MAX_IN_MEMORY = 256 << 20
 Handler = Callable[[BinaryIO, "int | None", Ctx, bytes], list[Finding]]
 
 
-def peek(stream: BinaryIO, size: int | None, n: int = SNIFF_BYTES) -> bytes:
+def _peek(stream: BinaryIO, size: int | None, n: int = SNIFF_BYTES) -> bytes:
     """The first bytes, leaving the stream where it was (needs seek or a BufferedReader)."""
     if size is not None:
         here = stream.tell()
@@ -100,7 +100,7 @@ def scan_content(stream: BinaryIO, size: int | None, ctx: Ctx) -> list[Finding]:
 
 
 def _scan(stream: BinaryIO, size: int | None, ctx: Ctx) -> list[Finding]:
-    head = peek(stream, size)
+    head = _peek(stream, size)
     fmt = sniff(head)
     if fmt in _NEEDS_SEEK and size is None:
         data = stream.read(_MAX_IN_MEMORY + 1)

@@ -33,7 +33,7 @@ def scan_pickle_content(
     start = stream.tell()
     scan = scan_pickle_stream(stream, ctx, size)
     if not head.startswith(b"\x80") and not _executable(scan):
-        return not_a_pickle(head, ctx)
+        return _not_a_pickle(head, ctx)
     findings = list(scan.findings)
     if size is None:
         return findings
@@ -75,7 +75,7 @@ def _executable(scan: StreamScan) -> bool:
     return any(f.severity is Severity.CRITICAL for f in scan.findings)
 
 
-def not_a_pickle(head: bytes, ctx: Ctx) -> list[Finding]:
+def _not_a_pickle(head: bytes, ctx: Ctx) -> list[Finding]:
     if not head or is_text(head):
         return []
     return [

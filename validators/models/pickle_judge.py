@@ -61,12 +61,12 @@ def judge_globals(
             continue
         if qualified in _PARTIAL and _wrapped_ok(result, ref, options, _partial_target):
             continue
-        severity, reason = safe_or_not(ref.module, ref.name, options)
+        severity, reason = _safe_or_not(ref.module, ref.name, options)
         if severity is not None:
             yield Verdict(ref, severity, reason)
 
 
-def safe_or_not(module: str, name: str, options: ScanOptions) -> tuple[Severity | None, str]:
+def _safe_or_not(module: str, name: str, options: ScanOptions) -> tuple[Severity | None, str]:
     return classify_global(module, name, options.extra_safe_globals, options.pickle_profiles)
 
 
@@ -94,7 +94,7 @@ def _wrapped_ok(result: PickleResult, ref: GlobalRef, options: ScanOptions, targ
         return False
     for call in uses:
         found = target(call)  # type: ignore[operator]
-        if found is None or safe_or_not(found[0], found[1], options)[0] is not None:
+        if found is None or _safe_or_not(found[0], found[1], options)[0] is not None:
             return False
     return True
 

@@ -20,7 +20,7 @@ from custody.validators.interface import ScanLimits
 from custody.validators.models.context import Budget
 from custody.validators.models.pickle_values import DictV, Obj, Persistent, PickleResult, SetV
 
-ALWAYS_UP_TO = 300_000  # opcodes; the walk costs about 1.5 us per container
+_ALWAYS_UP_TO = 300_000  # opcodes; the walk costs about 1.5 us per container
 _SHARED_TRIGGER = 32  # a doubling chain needs two shared references per level
 _NESTED_TRIGGER = 64
 _STACK_TRIGGER = 50_000  # items on the stack at once (real pickles batch 1,000 at a time)
@@ -36,7 +36,7 @@ class Shape:
 
 def needs_walk(result: PickleResult, limits: ScanLimits) -> bool:
     return (
-        result.ops <= ALWAYS_UP_TO
+        result.ops <= _ALWAYS_UP_TO
         or result.shared >= _SHARED_TRIGGER
         or result.nested >= _NESTED_TRIGGER
         or result.mark_peak > limits.max_pickle_depth

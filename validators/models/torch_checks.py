@@ -36,7 +36,7 @@ def _element_size(storage_type: object) -> int:
     return 1
 
 
-def declared_storages(refs: TorchRefs) -> dict[str, tuple[int, int]]:
+def _declared_storages(refs: TorchRefs) -> dict[str, tuple[int, int]]:
     """Storage key -> (element size, declared elements) from the persistent ids."""
     out: dict[str, tuple[int, int]] = {}
     for pid in refs.persistent_ids:
@@ -51,7 +51,7 @@ def check_checkpoint(
 ) -> list[Finding]:
     """``sizes``: member name -> uncompressed size, for every member of the archive."""
     findings: list[Finding] = []
-    declared = declared_storages(refs)
+    declared = _declared_storages(refs)
     for key, (element, numel) in sorted(declared.items()):
         name = f"{prefix}data/{key}"
         have = sizes.get(name)

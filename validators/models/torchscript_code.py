@@ -33,7 +33,7 @@ _NAME = re.compile(r"[A-Za-z_][\w.]*\(")
 _MAX_REPORTED = 10
 
 
-def dotted_calls(source: str) -> list[tuple[str, int]]:
+def _dotted_calls(source: str) -> list[tuple[str, int]]:
     """``(dotted name, line)`` of every call in ``source``; strings and comments are skipped."""
     calls: list[tuple[str, int]] = []
     try:
@@ -59,7 +59,7 @@ def dotted_calls(source: str) -> list[tuple[str, int]]:
     return calls
 
 
-def judge_call(dotted: str) -> tuple[Severity, str] | None:
+def _judge_call(dotted: str) -> tuple[Severity, str] | None:
     parts = dotted.split(".")
     last = parts[-1]
     if len(parts) == 1:
@@ -90,11 +90,11 @@ def _op_namespace(parts: list[str]) -> str | None:
 def scan_code(source: str, ctx: Ctx) -> list[Finding]:
     findings: list[Finding] = []
     seen: set[str] = set()
-    for dotted, line in dotted_calls(source):
+    for dotted, line in _dotted_calls(source):
         if dotted in seen:
             continue
         seen.add(dotted)
-        verdict = judge_call(dotted)
+        verdict = _judge_call(dotted)
         if verdict is None:
             continue
         severity, why = verdict
