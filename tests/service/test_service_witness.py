@@ -257,4 +257,5 @@ def test_a_witness_reads_the_service_and_publishes_there(
                "--ledger", served.base, "--ledger-vkey", vkey, cwd=elsewhere).expect(
         2, "answered 401", "Authorization")
     served.cli("audit", "witness", "--key", keys[W2][0], "--state", tmp_path / "w2-state",
-               "--ledger", served.base, cwd=elsewhere).expect(2, "--ledger-vkey")
+               "--ledger", served.base, cwd=elsewhere).expect(
+        1, "REFUSED [ledger.key_unpinned]", "--ledger-vkey")
