@@ -21,13 +21,15 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from custody.errors import UsageError, VerificationError
-from custody.provenance.ledger.models import ArtifactVersionPublic
-from custody.provenance.ledger.store import Ledger
 from custody.signing.statement import Statement, canonical_json
 from custody.validators.findings import Finding, ScanReport
+
+if TYPE_CHECKING:  # the ORM is imported only where a ledger is opened (start-up of `custody scan`)
+    from custody.provenance.ledger.models import ArtifactVersionPublic
+    from custody.provenance.ledger.store import Ledger
 
 Progress = Callable[[int, int | None], None]
 
